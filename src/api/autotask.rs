@@ -1,0 +1,1 @@
+//! autotask client (work in progress: lands with issue 2).

@@ -1,0 +1,1 @@
+//! connectwise client (work in progress: lands with issue 2).

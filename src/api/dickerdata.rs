@@ -1,0 +1,1 @@
+//! dickerdata client (work in progress: lands with issue 2).

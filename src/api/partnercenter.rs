@@ -1,0 +1,1 @@
+//! partnercenter client (work in progress: lands with issue 2).

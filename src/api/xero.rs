@@ -1,0 +1,1 @@
+//! xero client (work in progress: lands with issue 2).

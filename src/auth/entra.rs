@@ -1,0 +1,1 @@
+//! Microsoft identity platform client (work in progress: lands with issue 2).

@@ -1,0 +1,1 @@
+//! Xero OAuth client (work in progress: lands with issue 2).

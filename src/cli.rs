@@ -1,0 +1,71 @@
+//! Command line (clap derive).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cspsync",
+    version,
+    about = "Microsoft CSP licences via Dicker Data, reconciled and synced to your PSA"
+)]
+pub struct Cli {
+    /// Run against the built-in simulated world instead of the real APIs, in a throw-away
+    /// config directory.
+    #[arg(long, global = true)]
+    pub demo: bool,
+
+    /// Settings directory (default: the platform config directory).
+    #[arg(long, global = true, env = "CSPSYNC_CONFIG_DIR")]
+    pub config_dir: Option<PathBuf>,
+
+    /// No colours (NO_COLOR is respected too).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+
+    #[command(flatten)]
+    pub world: WorldArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Which simulated world to build (for `sim`, `--demo` and `bench`).
+#[derive(Debug, Clone, Args, Default)]
+pub struct WorldArgs {
+    /// Load the world from a JSON dataset (docs/dataset.md).
+    #[arg(long, global = true, value_name = "FILE", conflicts_with_all = ["customers", "seed"])]
+    pub dataset: Option<PathBuf>,
+
+    /// Generate a world with this many customers instead of the shipped demo world.
+    #[arg(long, global = true, value_name = "N")]
+    pub customers: Option<usize>,
+
+    /// Seed of the generated world (same seed, same world).
+    #[arg(long, global = true, value_name = "S")]
+    pub seed: Option<u64>,
+
+    /// Faults: `latency=40ms,jitter=5ms,429=0.1,5xx=0.05,drop=0.01,retry-after=1,limits=on`;
+    /// scope a key to one API with a prefix: `xero-api.429=0.2`.
+    #[arg(long, global = true, value_name = "SPEC")]
+    pub faults: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the simulated world (all seven APIs) on loopback and print each API's base URL.
+    Sim(SimArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to listen on (loopback only).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+
+    /// Also write the endpoints as a cspsync settings snippet to this file.
+    #[arg(long, value_name = "FILE")]
+    pub write_config: Option<PathBuf>,
+}

@@ -1,0 +1,11 @@
+//! cspsync: Microsoft CSP licences bought through Dicker Data, reconciled against Microsoft
+//! and the PSA (ConnectWise Manage, Autotask or Xero), and synced — in a terminal.
+//!
+//! The crate is a library with a thin binary so tests reach everything (DESIGN.md §3).
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod run;
+pub mod sim;
