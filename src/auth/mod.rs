@@ -3,4 +3,5 @@
 //! refresh tokens).
 
 pub mod entra;
+pub mod loopback;
 pub mod xero;
