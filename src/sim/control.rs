@@ -115,9 +115,13 @@ async fn approve_device(State(sim): State<Sim>, body: String) -> Response {
     }
 }
 
+/// Expire every access token the sim issued (Entra, Xero) and every Dicker Data AccessKey:
+/// the next call with any of them is refused and the client must renew.
 async fn expire_tokens(State(sim): State<Sim>) -> Response {
-    let n = sim.state().tokens.expire_all();
-    Json(serde_json::json!({"expired": n})).into_response()
+    let mut s = sim.state();
+    let tokens = s.tokens.expire_all();
+    let access_keys = s.dickerdata.expire_access_keys();
+    Json(serde_json::json!({"expired": tokens + access_keys, "access_tokens": tokens, "dicker_data_access_keys": access_keys})).into_response()
 }
 
 async fn urls(State(sim): State<Sim>) -> Response {
