@@ -530,7 +530,7 @@ impl Conditions {
         }
         let vals: Vec<String> = values.into_iter().map(|v| v.into().render()).collect();
         let c = if vals.is_empty() {
-            format!("{field}=null and {field}!=null")
+            format!("({field}=null and {field}!=null)")
         } else {
             format!("{field} in ({})", vals.join(","))
         };
@@ -1420,7 +1420,7 @@ mod tests {
         );
         let none: [u64; 0] = [];
         let c = Conditions::new().and_in("id", none);
-        assert_eq!(c.render().unwrap().unwrap(), "id=null and id!=null");
+        assert_eq!(c.render().unwrap().unwrap(), "(id=null and id!=null)");
         assert_eq!(Conditions::new().render().unwrap(), None);
         // Field names are checked: a spliced expression is refused, not sent.
         for bad in ["id=1 or id", "", "/id", "name\"", "a b"] {

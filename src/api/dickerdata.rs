@@ -945,7 +945,13 @@ pub fn text_error_message(headers: &HeaderMap, body: &[u8]) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let looks_html = ctype.contains("html") || raw.trim_start().starts_with('<');
+    let start = raw.trim_start();
+    // Broken JSON (cut off, wrong shape) has no sentence worth showing: the caller falls back
+    // to one built from the status.
+    if start.starts_with('{') || start.starts_with('[') {
+        return None;
+    }
+    let looks_html = ctype.contains("html") || start.starts_with('<');
     let text = if looks_html {
         ["title", "h1", "h2"]
             .iter()
@@ -1732,7 +1738,7 @@ mod tests {
         let v = parse_error(500, &h(), b"Service\r\nUnavailable\x07");
         assert_eq!(v.message.as_deref(), Some("Service Unavailable"));
         let v = parse_error(500, &h(), br#"{"Message":"#);
-        assert!(v.message.is_some());
+        assert_eq!(v, VendorError::default());
         let v = parse_error(500, &h(), br#""plain json string""#);
         assert_eq!(v.message.as_deref(), Some("plain json string"));
         let v = parse_error(500, &h(), b"");
