@@ -408,14 +408,18 @@ impl HttpCore {
             match outcome {
                 Err(e) => {
                     let before_send = e.is_connect();
+                    let timed_out = e.is_timeout();
                     let retryable = req.idempotent || before_send;
+                    // reqwest's error text includes the URL, whose query may carry credentials
+                    // (Dicker Data's PricingRequest, §4.4): log it without.
+                    let e = e.without_url();
                     tracing::debug!(api = self.api.key(), op = %req.operation, attempt, error = %e, "transport error");
                     if retryable && attempt < self.retry.max_attempts {
                         self.stats.retries.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(self.backoff(attempt)).await;
                         continue;
                     }
-                    let what = if e.is_timeout() {
+                    let what = if timed_out {
                         "did not answer in time"
                     } else if before_send {
                         "could not be reached"
