@@ -372,7 +372,8 @@ pub struct AtService {
     pub id: u64,
     pub name: String,
     pub description: Option<String>,
-    /// Free text; the generator puts `{term}:{product}:{sku}` here.
+    /// Free text; the generator puts the Dicker Data stock code `{term}:{product}:{sku}:{plan}:`
+    /// here (docs/dataset.md "Linking").
     pub sku: Option<String>,
     pub unit_price: Decimal,
     pub unit_cost: Decimal,
