@@ -7,5 +7,6 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod run;
 pub mod sim;
