@@ -899,17 +899,15 @@ fn collect_validation_messages(v: &Value, depth: usize, out: &mut Vec<String>) {
 /// A sentence for an OAuth error code without a description (§7.1).
 pub(crate) fn oauth_error_sentence(code: &str) -> String {
     match code {
-        "invalid_grant" => {
-            "said the sign-in has expired or was revoked: sign in to Xero again".into()
-        }
+        "invalid_grant" => "the sign-in has expired or was revoked; sign in to Xero again".into(),
         "invalid_client" | "unauthorized_client" => {
-            "does not recognise this app's client id (check the Xero app settings)".into()
+            "this app's client id is not accepted (check the Xero app settings)".into()
         }
         "invalid_scope" => {
-            "refused the requested scopes (apps created after 2 March 2026 need the granular accounting scopes)".into()
+            "the requested scopes are not allowed for this app (apps created after 2 March 2026 need the granular accounting scopes)".into()
         }
         "access_denied" => "sign-in was declined".into(),
-        other => format!("refused the sign-in ({})", clean_text(other, 60)),
+        other => format!("sign-in failed ({})", clean_text(other, 60)),
     }
 }
 
