@@ -1167,6 +1167,13 @@ impl AutotaskClient {
                 ApiError::malformed(Api::Autotask, "a `nextPageUrl` that is not a web address")
                     .with_operation(op.clone())
             })?;
+            if !matches!(next_url.scheme(), "http" | "https") {
+                return Err(ApiError::malformed(
+                    Api::Autotask,
+                    "a `nextPageUrl` that is not a web address",
+                )
+                .with_operation(op));
+            }
             pages += 1;
             if !seen_urls.insert(next_url.as_str().to_string()) || pages > MAX_PAGES {
                 return Err(ApiError::malformed(
@@ -1221,6 +1228,20 @@ impl AutotaskClient {
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// `GET ThresholdInformation` (§6.1): current usage against the hourly allowance. Its
+    /// shape is not confirmed, so it is returned as JSON.
+    pub async fn threshold_information(&self) -> Result<Value, ApiError> {
+        let req = self
+            .request(
+                Method::GET,
+                self.url("ThresholdInformation"),
+                "ThresholdInformation",
+            )
+            .header("content-type", "application/json")
+            .operation("GET ThresholdInformation");
+        self.core.send_json(req).await
     }
 
     pub async fn companies(&self, filter: Vec<Filter>) -> Result<Vec<Company>, ApiError> {
@@ -1387,6 +1408,10 @@ fn with_auth(req: Request, creds: &AutotaskCredentials) -> Request {
         .header("apiintegrationcode", creds.integration_code.expose())
         .header("username", &creds.username)
         .header("secret", creds.secret.expose());
+    // The tracking identifier is vendor-issued and private: keep it out of any Debug output.
+    if let Some(v) = req.headers.get_mut("apiintegrationcode") {
+        v.set_sensitive(true);
+    }
     if let Some(id) = creds.impersonation_resource_id {
         req = req.header("impersonationresourceid", &id.to_string());
     }

@@ -941,7 +941,7 @@ impl RateLimitStatus {
 fn describe_wait(d: Duration) -> String {
     let secs = d.as_secs();
     if secs >= 5400 {
-        format!("in about {} hours", (secs + 1800) / 3600)
+        format!("in about {} hours", secs.saturating_add(1800) / 3600)
     } else if secs >= 90 {
         format!("in about {} minutes", secs.div_ceil(60))
     } else {
@@ -1084,10 +1084,13 @@ impl XeroClient {
                 {
                     // §7.8: the daily window is fixed; resending before it resets only
                     // burns calls. Without a Retry-After, wait an hour before trying.
-                    let wait = retry_after.unwrap_or(Duration::from_secs(3600));
+                    let wait = retry_after
+                        .unwrap_or(Duration::from_secs(3600))
+                        .min(Duration::from_secs(2 * 86_400));
+                    let now = Instant::now();
                     self.lock()
                         .day_blocked
-                        .insert(tenant.to_string(), Instant::now() + wait);
+                        .insert(tenant.to_string(), now.checked_add(wait).unwrap_or(now));
                     let mut d = day_limit_error(retry_after);
                     d.status = e.status;
                     d.operation = e.operation;
@@ -1104,6 +1107,17 @@ impl XeroClient {
             .header("accept", "application/json")
             .operation("GET /connections");
         self.core.send_json(req).await
+    }
+
+    /// Disconnect an organisation (§7.2 `DELETE /connections/{id}`, the connection's `id`).
+    pub async fn disconnect(&self, connection_id: &str) -> Result<(), ApiError> {
+        let id: String = url::form_urlencoded::byte_serialize(connection_id.as_bytes()).collect();
+        let req = Request::new(
+            Method::DELETE,
+            endpoint(&self.api_base, &format!("connections/{id}")),
+        )
+        .operation("DELETE /connections/{id}");
+        self.core.send(req).await.map(|_| ())
     }
 
     fn accounting_url(&self, path: &str, params: &[(String, String)]) -> Url {
@@ -1425,8 +1439,13 @@ fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
 fn day_limit_error(retry_after: Option<Duration>) -> ApiError {
     let when = match retry_after {
         Some(d) => {
-            let at = Utc::now() + chrono::TimeDelta::from_std(d).unwrap_or_default();
-            format!("{} (at {} UTC)", describe_wait(d), at.format("%H:%M"))
+            let at = chrono::TimeDelta::from_std(d)
+                .ok()
+                .and_then(|delta| Utc::now().checked_add_signed(delta));
+            match at {
+                Some(at) => format!("{} (at {} UTC)", describe_wait(d), at.format("%H:%M")),
+                None => describe_wait(d),
+            }
         }
         None => "at a time Xero sets for each organisation, within 24 hours".into(),
     };
@@ -1532,6 +1551,8 @@ mod tests {
         assert!(
             matches!(e.kind, ErrorKind::RateLimited { retry_after: Some(d) } if d.as_secs() == 20000)
         );
+        // Absurd values never panic.
+        let _ = day_limit_error(Some(Duration::from_secs(u64::MAX))).to_string();
         let d = day_limit_error(Some(Duration::from_secs(5 * 3600)));
         let s = d.to_string();
         assert!(

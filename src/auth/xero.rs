@@ -92,7 +92,9 @@ impl XeroTokens {
     /// When to refresh: 2 minutes before expiry (or half-way, for very short lifetimes).
     fn refresh_at(&self) -> Instant {
         let margin = REFRESH_MARGIN.min(self.expires_in / 2);
-        self.received_at + self.expires_in.saturating_sub(margin)
+        self.received_at
+            .checked_add(self.expires_in.saturating_sub(margin))
+            .unwrap_or(self.received_at)
     }
 }
 
@@ -404,7 +406,8 @@ fn tokens_from(
     let expires_in = body
         .expires_in
         .filter(|s| *s > 0)
-        .map(Duration::from_secs)
+        // A lifetime beyond a day is not Xero's 30 minutes (§7.1): cap it.
+        .map(|s| Duration::from_secs(s.min(86_400)))
         .unwrap_or(DEFAULT_LIFETIME);
     Ok(XeroTokens {
         access_token: AccessToken::new(body.access_token),
@@ -528,6 +531,38 @@ impl TokenSource for XeroSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn token_responses_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200),
+                                       expires in prop_oneof![Just(serde_json::json!(null)), any::<i64>().prop_map(|n| serde_json::json!(n)),
+                                                              any::<f64>().prop_map(|f| serde_json::json!(f)), "[0-9a-z]{0,8}".prop_map(|s| serde_json::json!(s))],
+                                       refresh in proptest::option::of("[a-z0-9]{0,6}")) {
+            let h = reqwest::header::HeaderMap::new();
+            let _ = crate::api::http::decode_json::<TokenBody>(Api::Xero, "op", &h, &bytes);
+            let body = serde_json::json!({"access_token":"a","expires_in":expires,"refresh_token":refresh});
+            if let Ok(t) = serde_json::from_value::<TokenBody>(body) {
+                if let Ok(t) = tokens_from(t, Some(&RefreshToken::new("r".into()))) {
+                    let _ = t.refresh_at();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn token_answers_without_refresh_token_or_lifetime() {
+        let t: TokenBody =
+            serde_json::from_str(r#"{"access_token":"a","expires_in":"1800"}"#).unwrap();
+        let e = tokens_from(t, None).unwrap_err();
+        assert!(e.to_string().contains("offline_access"), "{e}");
+        let t: TokenBody =
+            serde_json::from_str(r#"{"access_token":"a","refresh_token":""}"#).unwrap();
+        let old = RefreshToken::new("old".into());
+        let got = tokens_from(t, Some(&old)).unwrap();
+        assert_eq!(got.refresh_token.secret(), "old");
+        assert_eq!(got.expires_in, DEFAULT_LIFETIME);
+    }
 
     fn auth() -> XeroAuth {
         XeroAuth::new(
