@@ -41,45 +41,7 @@ use super::http::{
 };
 use super::limit::Limits;
 
-/// A credential string (access code, private key). Never printed: `Debug` redacts it and it
-/// has no `Display` or `Serialize`.
-///
-/// Defined here because the foundation has no shared secret type yet; ConnectWise reuses it.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.trim().is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Self {
-        Secret(s)
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Self {
-        Secret(s.to_string())
-    }
-}
+pub use crate::secret::Secret;
 
 /// No limits are documented (§4.4: "Rate limits ... unknown"); 8 requests in flight is a
 /// bound we chose so a full fetch never floods the distributor.
