@@ -62,6 +62,8 @@ const AUTH_CODE_TTL: Duration = Duration::from_secs(600);
 const REFRESH_TTL: Duration = Duration::from_secs(90 * 86_400);
 /// RFC 8628 §3.5: `slow_down` adds 5 s to the interval for this and all later polls (§1.2).
 const SLOW_DOWN_STEP_SECS: u64 = 5;
+/// The polling interval never grows past an hour.
+const MAX_INTERVAL_SECS: u64 = 3600;
 
 /// Runtime records of this API that are not part of the dataset. Holds secrets (device
 /// codes, authorization codes, refresh tokens), so its `Serialize` and `Debug` only count.
@@ -577,7 +579,9 @@ fn issue(
     let tenant_id = token_tenant(&state.world, auth, &user)?;
     let ttl = token_ttl(sim);
     let now = Utc::now();
-    let exp = now + chrono::Duration::seconds(i64::try_from(ttl).unwrap_or(3599));
+    let exp = chrono::Duration::try_seconds(i64::try_from(ttl).unwrap_or(i64::MAX))
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
     let amr: Vec<&str> = if user.mfa {
         vec!["pwd", "mfa"]
     } else {
@@ -718,8 +722,13 @@ fn start_device_flow(
     parse_scopes(scope)?;
     let device_code = util::opaque_token("DAQABAAEAAA");
     let user_code = new_user_code();
-    let interval = state.world.app.device_code_interval_secs.max(1);
-    let expires_in = state.world.app.device_code_expires_secs.max(1);
+    // Clamped so a hostile dataset cannot overflow the clock arithmetic.
+    let interval = state
+        .world
+        .app
+        .device_code_interval_secs
+        .clamp(1, MAX_INTERVAL_SECS);
+    let expires_in = state.world.app.device_code_expires_secs.clamp(1, 86_400);
     let now = Instant::now();
     state.entra.device.insert(
         device_code.clone(),
@@ -841,13 +850,13 @@ fn poll_device(
             // interval grows by 5 s for this and every later poll. A little tolerance covers
             // the fault layer's jitter and scheduling.
             let jitter = spec.rates(SimApi::Entra).jitter_ms.unwrap_or(0);
-            let tolerance = Duration::from_millis(250 + jitter);
+            let tolerance = Duration::from_millis(jitter.saturating_add(250));
             let too_fast = dc.last_poll.is_some_and(|t| {
                 now.duration_since(t) + tolerance < Duration::from_secs(dc.interval)
             });
             dc.last_poll = Some(now);
             if too_fast {
-                dc.interval += SLOW_DOWN_STEP_SECS;
+                dc.interval = (dc.interval + SLOW_DOWN_STEP_SECS).min(MAX_INTERVAL_SECS);
                 // The AADSTS number of slow_down is not documented [UNCONFIRMED]; the
                 // pending code is used, `error` is what clients act on.
                 return Err(OAuthError::new(

@@ -1619,12 +1619,13 @@ fn gdap_relationship(c: &CustomerTenant, today: NaiveDate) -> Value {
         .map(|d| d.and_utc())
         .unwrap_or_else(Utc::now);
     let back = i64::try_from(rng.range(30, 600)).unwrap_or(100);
-    let created = if c.gdap_active {
-        base - Duration::days(back)
-    } else {
-        base - Duration::days(731 + back)
-    };
-    let end = created + Duration::days(730);
+    let days_back = if c.gdap_active { back } else { 731 + back };
+    let created = base
+        .checked_sub_signed(Duration::days(days_back))
+        .unwrap_or(base);
+    let end = created
+        .checked_add_signed(Duration::days(730))
+        .unwrap_or(created);
     json!({
         "@odata.type": "#microsoft.graph.delegatedAdminRelationship",
         "id": id,
@@ -1639,7 +1640,7 @@ fn gdap_relationship(c: &CustomerTenant, today: NaiveDate) -> Value {
         "autoExtendDuration": "PT0S",
         "createdDateTime": fmt_time(Some(created)),
         "lastModifiedDateTime": fmt_time(Some(created)),
-        "activatedDateTime": fmt_time(Some(created + Duration::hours(2))),
+        "activatedDateTime": fmt_time(created.checked_add_signed(Duration::hours(2))),
         "endDateTime": fmt_time(Some(end)),
     })
 }

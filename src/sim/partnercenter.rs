@@ -532,7 +532,9 @@ fn etag(s: &MsSubscription) -> String {
     URL_SAFE_NO_PAD.encode(&Sha256::digest(text.as_bytes())[..12])
 }
 
-fn subscription_json(customer_id: &str, s: &MsSubscription, now: DateTime<Utc>) -> Value {
+fn subscription_json(c: &CustomerTenant, s: &MsSubscription, now: DateTime<Utc>) -> Value {
+    let customer_id = &c.tenant_id;
+    let country = &c.country;
     let status = if s.status.is_empty() {
         "active"
     } else {
@@ -580,8 +582,11 @@ fn subscription_json(customer_id: &str, s: &MsSubscription, now: DateTime<Utc>) 
         "orderId": s.order_id,
         "links": {
             "self": link(&self_uri),
-            "product": link(&format!("/products/{}?country=", s.product_id)),
-            "sku": link(&format!("/products/{}/skus/{}?country=", s.product_id, s.sku_id)),
+            "product": link(&format!("/products/{}?country={country}", s.product_id)),
+            "sku": link(&format!(
+                "/products/{}/skus/{}?country={country}",
+                s.product_id, s.sku_id
+            )),
         },
         "attributes": {"etag": etag(s), "objectType": "Subscription"},
     })
@@ -605,7 +610,7 @@ async fn subscriptions(
     let items: Vec<Value> = c
         .subscriptions
         .iter()
-        .map(|s| subscription_json(&c.tenant_id, s, now))
+        .map(|s| subscription_json(c, s, now))
         .collect();
     ctx.ok(&json!({
         "totalCount": items.len(),
@@ -633,7 +638,7 @@ async fn subscription(
         .iter()
         .find(|s| s.id.eq_ignore_ascii_case(&sub))
     {
-        Some(s) => ctx.ok(&subscription_json(&c.tenant_id, s, Utc::now())),
+        Some(s) => ctx.ok(&subscription_json(c, s, Utc::now())),
         None => subscription_not_found(&ctx, &sub),
     }
 }
@@ -742,7 +747,6 @@ async fn patch_subscription(
             .bad_request("The subscription's quantity must be a whole number of at least 1.");
     };
     let now = Utc::now();
-    let customer_id = state.world.customers[ci].tenant_id.clone();
     let s = &mut state.world.customers[ci].subscriptions[si];
     let status = if s.status.is_empty() {
         "active".to_string()
@@ -777,7 +781,8 @@ async fn patch_subscription(
         consume_additions(s, cut);
         s.quantity = new_q;
     }
-    let result = subscription_json(&customer_id, s, now);
+    let c = &state.world.customers[ci];
+    let result = subscription_json(c, &c.subscriptions[si], now);
     if new_q != old_q {
         state.partnercenter.quantity_changes_applied += 1;
     }
