@@ -55,6 +55,10 @@ pub struct AppRegistration {
     pub client_id: String,
     /// The client id cspsync uses for Xero (an "Auth Code with PKCE" app, no secret).
     pub xero_client_id: String,
+    /// Device-code polling `interval` in seconds Entra returns (reference §1.2: 5 commonly).
+    pub device_code_interval_secs: u64,
+    /// Device-code lifetime `expires_in` in seconds (reference §1.2: default 900).
+    pub device_code_expires_secs: u64,
 }
 
 impl Default for AppRegistration {
@@ -62,6 +66,8 @@ impl Default for AppRegistration {
         AppRegistration {
             client_id: "9b3c5b1e-6d3a-4a8e-9f0a-2c1d4e5f6a7b".into(),
             xero_client_id: "CSPSYNCXEROCLIENTID00000000000000".into(),
+            device_code_interval_secs: 5,
+            device_code_expires_secs: 900,
         }
     }
 }
