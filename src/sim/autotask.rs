@@ -1332,8 +1332,8 @@ fn ensure_units(at: &mut Autotask, cs_id: u64) {
     };
     let price = cs.adjusted_price.unwrap_or(cs.unit_price);
     let (cost, contract_id, service_id) = (cs.unit_cost, cs.contract_id, cs.service_id);
-    let mut id = next_id(&at.contract_service_units, |u| u.id);
-    for (s, e) in periods(start, contract.end_date) {
+    let first = next_id(&at.contract_service_units, |u| u.id);
+    for (id, (s, e)) in (first..).zip(periods(start, contract.end_date)) {
         at.contract_service_units.push(AtContractServiceUnit {
             id,
             contract_id,
@@ -1345,7 +1345,6 @@ fn ensure_units(at: &mut Autotask, cs_id: u64) {
             price,
             cost,
         });
-        id += 1;
     }
 }
 
