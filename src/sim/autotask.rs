@@ -26,6 +26,8 @@
 //! the real format is unconfirmed and clients treat it as opaque (§6.2).
 
 use std::cmp::Ordering;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -60,6 +62,34 @@ pub struct Runtime {
     pub updates: u64,
     /// Requests refused for missing or wrong credentials.
     pub auth_failures: u64,
+    /// Authenticated zone calls in the last hour (for ThresholdInformation).
+    #[serde(skip)]
+    hour: HourWindow,
+}
+
+/// Request times of the rolling hour (Debug shows the count only).
+#[derive(Default)]
+struct HourWindow(VecDeque<Instant>);
+
+impl std::fmt::Debug for HourWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} requests in the last hour", self.0.len())
+    }
+}
+
+impl HourWindow {
+    fn record(&mut self) -> usize {
+        let now = Instant::now();
+        while self
+            .0
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(3600))
+        {
+            self.0.pop_front();
+        }
+        self.0.push_back(now);
+        self.0.len()
+    }
 }
 
 /// All of Autotask's routes: one dispatcher, because paths are case-insensitive (§6.1).
@@ -189,6 +219,15 @@ fn route(st: &mut State, req: &Req<'_>, rest: &str) -> AtResult<Response> {
             if let Err(e) = authenticate(&st.world.autotask, req.headers) {
                 st.autotask.auth_failures += 1;
                 return Err(e);
+            }
+            let used = st.autotask.hour.record();
+            if l.get(3) == Some(&"thresholdinformation") && *req.method == Method::GET {
+                // §6.1: usage against the hourly allowance [UNCONFIRMED field names].
+                return ok(json!({
+                    "externalRequestThreshold": 10_000,
+                    "requestThresholdTimeframe": 60,
+                    "currentTimeframeRequestCount": used,
+                }));
             }
             api(st, req, &segs[3..], &l[3..])
         }
@@ -991,7 +1030,7 @@ fn short_json(v: &Value) -> String {
 }
 
 fn next_id<T>(items: &[T], id: impl Fn(&T) -> u64) -> u64 {
-    items.iter().map(id).max().unwrap_or(0) + 1
+    items.iter().map(id).max().unwrap_or(0).saturating_add(1)
 }
 
 /// POST a new record. `contract_id` comes from a `Contracts/{id}/...` path.
@@ -1484,7 +1523,7 @@ fn apply_adjustment(
             let mut tail = u.clone();
             u.end_date = effective.pred_opt();
             tail.id = next;
-            next += 1;
+            next = next.saturating_add(1);
             tail.start_date = Some(effective);
             tail.units += change;
             tail.price = price.unwrap_or(tail.price);

@@ -1993,21 +1993,23 @@ fn line_item(
             .filter(|v| !v.is_null())
     };
     let text = |k: &str| get(k).and_then(Value::as_str).map(|s| s.trim().to_string());
-    let mut num = |k: &str| match get(k) {
-        None => None,
-        Some(v) => {
-            let d = match v {
-                Value::Number(n) => Decimal::from_str(&n.to_string())
-                    .ok()
-                    .or_else(|| Decimal::from_scientific(&n.to_string()).ok()),
-                Value::String(s) => Decimal::from_str(s.trim()).ok(),
-                _ => None,
-            };
-            if d.is_none() {
-                errors.push(format!("{k} must be a number, not {v}."));
-            }
-            d
+    // Bounds keep every total far inside Decimal's range.
+    let limit = Decimal::new(1_000_000_000_000, 0);
+    let mut num = |k: &str| {
+        let v = get(k)?;
+        let d = match v {
+            Value::Number(n) => Decimal::from_str(&n.to_string())
+                .ok()
+                .or_else(|| Decimal::from_scientific(&n.to_string()).ok()),
+            Value::String(s) => Decimal::from_str(s.trim()).ok(),
+            _ => None,
+        };
+        match d {
+            None => errors.push(format!("{k} must be a number, not {v}.")),
+            Some(d) if d.abs() > limit => errors.push(format!("{k} is too large.")),
+            Some(d) => return Some(d),
         }
+        None
     };
     let quantity = num("Quantity");
     let unit = num("UnitAmount");
