@@ -186,7 +186,7 @@ fn no_body(_: u16, _: &http::HeaderMap, _: &[u8]) -> VendorError {
 }
 
 /// The shared HTTP core retries throttling and dropped connections on an idempotent GET, then
-/// reports what finally came back — here the 404 of an endpoint the sim does not serve.
+/// reports what finally came back — here Graph's 400 for a path it does not serve.
 #[tokio::test]
 async fn http_core_retries_through_faults() {
     let sim = start("429=0.5,drop=0.3,retry-after=0,seed=3,limits=off").await;
@@ -207,8 +207,9 @@ async fn http_core_retries_through_faults() {
         let err = core
             .send(Request::get(endpoint(&base, "no-such-endpoint")))
             .await
-            .expect_err("404 in the end");
-        assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+            .expect_err("400 in the end");
+        assert_eq!(err.kind, ErrorKind::Rejected, "{err}");
+        assert_eq!(err.status, Some(400), "{err}");
     }
     let s = core.stats();
     assert_eq!(s.requests, 5);
