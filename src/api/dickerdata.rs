@@ -1738,7 +1738,10 @@ mod tests {
         assert!(!d.contains("SECRET"), "{d}");
         assert!(d.contains("325026"), "{d}");
         assert!(d.contains("[redacted]"), "{d}");
-        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret([redacted])");
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter2")),
+            "Secret([redacted])"
+        );
         assert_eq!(c.limits().global_concurrency, 8);
     }
 
