@@ -246,3 +246,26 @@ async fn http_core_does_not_resend_a_write_after_a_drop() {
     );
     assert_eq!(core.stats().attempts, 1);
 }
+
+/// A response the caller marks final (Xero's daily limit) is not retried.
+#[tokio::test]
+async fn http_core_gives_up_when_told() {
+    let sim = start("xero-api.429=1,retry-after=0").await;
+    fn on_rate_problem(status: u16, h: &http::HeaderMap) -> bool {
+        status == 429 && h.contains_key("x-rate-limit-problem")
+    }
+    let core = HttpCore::new(
+        Api::Xero,
+        build_client(Duration::from_secs(5)),
+        Limits::concurrency(4),
+        no_body,
+    )
+    .with_give_up(on_rate_problem);
+    let base = url::Url::parse(&sim.urls().xero_api).unwrap();
+    let err = core
+        .send(Request::get(endpoint(&base, "api.xro/2.0/Contacts")))
+        .await
+        .expect_err("429");
+    assert!(matches!(err.kind, ErrorKind::RateLimited { .. }), "{err:?}");
+    assert_eq!(core.stats().attempts, 1);
+}

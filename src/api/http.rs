@@ -283,6 +283,10 @@ fn describe_bad_body(headers: &HeaderMap, body: &[u8], e: &serde_json::Error) ->
 /// Parses one API's error body.
 pub type ErrorParser = fn(status: u16, headers: &HeaderMap, body: &[u8]) -> VendorError;
 
+/// Says a failed response must not be retried whatever its status (Xero's daily-limit 429,
+/// §7.8: the window resets hours later, not in seconds).
+pub type GiveUp = fn(status: u16, headers: &HeaderMap) -> bool;
+
 /// The shared HTTP engine of one API client.
 #[derive(Clone)]
 pub struct HttpCore {
@@ -291,6 +295,7 @@ pub struct HttpCore {
     limiter: Arc<Limiter>,
     retry: RetryPolicy,
     parse_error: ErrorParser,
+    give_up: Option<GiveUp>,
     token: Option<Arc<dyn TokenSource>>,
     stats: Arc<Stats>,
 }
@@ -333,9 +338,16 @@ impl HttpCore {
             limiter: Arc::new(Limiter::new(limits)),
             retry: RetryPolicy::default(),
             parse_error,
+            give_up: None,
             token: None,
             stats: Arc::new(Stats::default()),
         }
+    }
+
+    /// Never retry a response for which `give_up` says so.
+    pub fn with_give_up(mut self, give_up: GiveUp) -> Self {
+        self.give_up = Some(give_up);
+        self
     }
 
     /// Bearer auth from this token source on every request, refreshed once on 401.
@@ -456,6 +468,9 @@ impl HttpCore {
                     let retry_after = parse_retry_after(&headers);
                     if code == 429 {
                         self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if self.give_up.is_some_and(|g| g(code, &headers)) {
+                        return Err(self.error_from(code, &headers, &body, &req.operation));
                     }
                     let throttled = code == 429 || code == 503;
                     let server = matches!(code, 500 | 502 | 504);
