@@ -17,11 +17,13 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::api::autotask::{self as at, AutotaskClient, Filter, Query};
 use crate::api::connectwise::{self as cw, ConnectWiseClient};
 use crate::api::dickerdata::{self as dd, DickerDataClient, SubscriptionType};
 use crate::api::error::{Api, ApiError, ErrorKind};
 use crate::api::graph::{CompanySubscription, GraphClient, SubscribedSku};
 use crate::api::partnercenter::{self as pc, PartnerCenterClient};
+use crate::api::xero::{self as xe, InvoiceQuery, XeroClient};
 use crate::auth::entra::{Resource, Session};
 
 /// Largest page Partner Center allows for customers (§3.2, SDK MAX_PAGE_SIZE).
@@ -41,12 +43,20 @@ pub struct MicrosoftClients {
 #[derive(Clone)]
 pub enum PsaClient {
     ConnectWise(ConnectWiseClient),
+    Autotask(AutotaskClient),
+    /// Xero: the client and the organisation (`xero-tenant-id`) chosen at setup.
+    Xero {
+        client: XeroClient,
+        tenant_id: String,
+    },
 }
 
 impl PsaClient {
     pub fn api(&self) -> Api {
         match self {
             PsaClient::ConnectWise(_) => Api::ConnectWise,
+            PsaClient::Autotask(_) => Api::Autotask,
+            PsaClient::Xero { .. } => Api::Xero,
         }
     }
 }
@@ -90,10 +100,33 @@ pub struct ConnectWiseSnapshot {
     pub catalog: Vec<cw::CatalogItem>,
 }
 
+/// Autotask state: companies, recurring-service contracts, the service catalogue, the
+/// contracts' services and the unit records in force today.
+#[derive(Debug, Clone, Default)]
+pub struct AutotaskSnapshot {
+    pub companies: Vec<at::Company>,
+    pub contracts: Vec<at::Contract>,
+    pub services: Vec<at::Service>,
+    pub contract_services: Vec<at::ContractService>,
+    /// Unit records whose period covers the fetch date (§6.3: the current quantity).
+    pub current_units: Vec<at::ContractServiceUnit>,
+}
+
+/// Xero state: contacts, accounts and the invoices cspsync created.
+#[derive(Debug, Clone, Default)]
+pub struct XeroSnapshot {
+    pub tenant_id: String,
+    pub contacts: Vec<xe::Contact>,
+    pub accounts: Vec<xe::Account>,
+    pub invoices: Vec<xe::Invoice>,
+}
+
 /// The PSA's state.
 #[derive(Debug, Clone)]
 pub enum PsaSnapshot {
     ConnectWise(ConnectWiseSnapshot),
+    Autotask(AutotaskSnapshot),
+    Xero(XeroSnapshot),
 }
 
 /// Everything fetched, with when.
@@ -213,7 +246,106 @@ async fn fetch_customer(ms: &MicrosoftClients, customer: pc::Customer) -> Custom
 async fn fetch_psa(psa: &PsaClient) -> Result<PsaSnapshot, ApiError> {
     match psa {
         PsaClient::ConnectWise(c) => fetch_connectwise(c).await.map(PsaSnapshot::ConnectWise),
+        PsaClient::Autotask(c) => fetch_autotask(c, Utc::now().date_naive())
+            .await
+            .map(PsaSnapshot::Autotask),
+        PsaClient::Xero { client, tenant_id } => {
+            fetch_xero(client, tenant_id).await.map(PsaSnapshot::Xero)
+        }
     }
+}
+
+/// Values per `in` filter: Autotask allows at most 500 OR conditions per query (§6.2).
+const AUTOTASK_IN_CHUNK: usize = 500;
+
+fn task_failed(api: Api, e: tokio::task::JoinError) -> ApiError {
+    ApiError::new(
+        api,
+        ErrorKind::Malformed,
+        format!("a fetch task failed: {e}"),
+    )
+}
+
+/// Run one query per chunk of ids side by side (the client's limiter keeps Autotask's three
+/// threads per entity, §6.5) and concatenate in chunk order.
+async fn autotask_chunked<T, F>(
+    c: &AutotaskClient,
+    entity: &'static str,
+    ids: Vec<i64>,
+    filters: F,
+) -> Result<Vec<T>, ApiError>
+where
+    T: serde::de::DeserializeOwned + Send + 'static,
+    F: Fn(Vec<i64>) -> Vec<Filter>,
+{
+    let mut tasks: JoinSet<(usize, Result<Vec<T>, ApiError>)> = JoinSet::new();
+    for (i, chunk) in ids.chunks(AUTOTASK_IN_CHUNK).enumerate() {
+        let c = c.clone();
+        let q = Query::new(filters(chunk.to_vec()));
+        tasks.spawn(async move { (i, c.query::<T>(entity, &q).await) });
+    }
+    let mut parts: BTreeMap<usize, Vec<T>> = BTreeMap::new();
+    while let Some(j) = tasks.join_next().await {
+        let (i, r) = j.map_err(|e| task_failed(Api::Autotask, e))?;
+        parts.insert(i, r?);
+    }
+    Ok(parts.into_values().flatten().collect())
+}
+
+async fn fetch_autotask(
+    c: &AutotaskClient,
+    today: chrono::NaiveDate,
+) -> Result<AutotaskSnapshot, ApiError> {
+    // Recurring Service contracts (contractType 7, §6.3) are where licences are billed.
+    let (companies, contracts, services) = tokio::join!(
+        c.companies(Vec::new()),
+        c.contracts(vec![Filter::eq("contractType", 7)]),
+        c.services(Vec::new()),
+    );
+    let contracts = contracts?;
+    let contract_ids: Vec<i64> = contracts.iter().map(|k| k.id).collect();
+    let contract_services: Vec<at::ContractService> =
+        autotask_chunked(c, "ContractServices", contract_ids, |ids| {
+            vec![Filter::is_in("contractID", ids)]
+        })
+        .await?;
+    let cs_ids: Vec<i64> = contract_services.iter().map(|s| s.id).collect();
+    // Only the records in force today (§6.3 "current quantity"), not every past period.
+    let day = today.format("%Y-%m-%dT00:00:00").to_string();
+    let current_units: Vec<at::ContractServiceUnit> =
+        autotask_chunked(c, "ContractServiceUnits", cs_ids, move |ids| {
+            vec![
+                Filter::is_in("contractServiceID", ids),
+                Filter::lte("startDate", day.clone()),
+                Filter::gte("endDate", day.clone()),
+            ]
+        })
+        .await?;
+    Ok(AutotaskSnapshot {
+        companies: companies?,
+        contracts,
+        services: services?,
+        contract_services,
+        current_units,
+    })
+}
+
+async fn fetch_xero(c: &XeroClient, tenant: &str) -> Result<XeroSnapshot, ApiError> {
+    let q = InvoiceQuery {
+        created_by_my_app: true,
+        ..InvoiceQuery::default()
+    };
+    let (contacts, accounts, invoices) = tokio::join!(
+        c.contacts(tenant, None),
+        c.accounts(tenant, None),
+        c.invoices(tenant, &q)
+    );
+    Ok(XeroSnapshot {
+        tenant_id: tenant.to_string(),
+        contacts: contacts?,
+        accounts: accounts?,
+        invoices: invoices?,
+    })
 }
 
 async fn fetch_connectwise(c: &ConnectWiseClient) -> Result<ConnectWiseSnapshot, ApiError> {
@@ -230,13 +362,7 @@ async fn fetch_connectwise(c: &ConnectWiseClient) -> Result<ConnectWiseSnapshot,
     }
     let mut additions = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
-        let (id, r) = joined.map_err(|e| {
-            ApiError::new(
-                Api::ConnectWise,
-                ErrorKind::Malformed,
-                format!("an additions fetch task failed: {e}"),
-            )
-        })?;
+        let (id, r) = joined.map_err(|e| task_failed(Api::ConnectWise, e))?;
         additions.insert(id, r?);
     }
     Ok(ConnectWiseSnapshot {

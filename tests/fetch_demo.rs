@@ -1,0 +1,80 @@
+//! The whole fetch, through the real clients, against the simulated world.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use cspsync::demo::{self, PsaKind};
+use cspsync::engine::fetch::{self, FetchProgress, PsaSnapshot};
+use cspsync::sim::{self, FaultSpec, generate};
+
+fn world(customers: usize, seed: u64) -> sim::World {
+    let today = chrono::Utc::now().date_naive();
+    let mut w = generate::generate(&generate::GenOptions::new(customers, seed, today));
+    w.app.device_code_interval_secs = 1;
+    w
+}
+
+#[tokio::test]
+async fn fetch_every_psa() {
+    let w = world(12, 42);
+    let handle = sim::start(
+        w.clone(),
+        FaultSpec::default(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    for psa in [PsaKind::ConnectWise, PsaKind::Autotask, PsaKind::Xero] {
+        let sources = demo::connect(&handle, &w, psa)
+            .await
+            .unwrap_or_else(|e| panic!("{psa:?}: {e}"));
+        let (tx, rx) = tokio::sync::watch::channel(FetchProgress::default());
+        let snap = fetch::fetch(&sources, &tx).await.unwrap();
+        assert_eq!(snap.customers.len(), w.customers.len());
+        for c in &snap.customers {
+            let subs = c.subscriptions.as_ref().unwrap_or_else(|e| panic!("{e}"));
+            let wc = w
+                .customers
+                .iter()
+                .find(|x| x.tenant_id == c.customer.id)
+                .unwrap();
+            assert_eq!(subs.len(), wc.subscriptions.len());
+            match (&c.graph, wc.gdap_active) {
+                (Ok(_), true) => {}
+                (Err(_), false) => {}
+                (g, gdap) => panic!("graph {g:?} with gdap {gdap}"),
+            }
+        }
+        assert_eq!(
+            snap.dicker_data.as_ref().unwrap().len(),
+            w.dicker_data.subscriptions.len()
+        );
+        match snap.psa.unwrap().unwrap() {
+            PsaSnapshot::ConnectWise(cw) => {
+                assert_eq!(cw.companies.len(), w.connectwise.companies.len());
+                let n: usize = cw.additions.values().map(Vec::len).sum();
+                assert_eq!(n, w.connectwise.additions.len());
+            }
+            PsaSnapshot::Autotask(at) => {
+                assert_eq!(
+                    at.contract_services.len(),
+                    w.autotask.contract_services.len()
+                );
+                assert!(!at.current_units.is_empty());
+            }
+            PsaSnapshot::Xero(x) => {
+                // Archived contacts are left out unless asked for (§7.4 includeArchived).
+                let active = w.xero.organisations[0]
+                    .contacts
+                    .iter()
+                    .filter(|c| c.contact_status == "ACTIVE")
+                    .count();
+                assert_eq!(x.contacts.len(), active);
+                assert!(
+                    x.invoices.iter().any(|i| !i.line_items.is_empty()) || x.invoices.is_empty()
+                );
+            }
+        }
+        let p = rx.borrow().clone();
+        assert!(p.customers_listed && p.dicker_data_done && p.psa_done);
+        assert_eq!(p.customers_done, w.customers.len());
+    }
+}
