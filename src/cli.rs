@@ -57,6 +57,39 @@ pub struct WorldArgs {
 pub enum Command {
     /// Serve the simulated world (all seven APIs) on loopback and print each API's base URL.
     Sim(SimArgs),
+    /// Sign in to the simulated world and fetch everything reconciliation needs, through the
+    /// real clients; prints what arrived from each system.
+    Fetch(FetchArgs),
+    /// Benchmarks against the simulated world.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// The PSA to fetch from.
+    #[arg(long, value_enum, default_value = "connectwise")]
+    pub psa: crate::demo::PsaKind,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Fetch the full world (default 1,000 customers) at a simulated latency; print calls per
+    /// API, wall time and the lower bound the latency and concurrency limits imply.
+    Fetch(BenchFetchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchFetchArgs {
+    /// Simulated latency per call, in milliseconds.
+    #[arg(long, default_value_t = 40)]
+    pub latency_ms: u64,
+    /// Timed runs per PSA (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Which PSA to fetch (all three by default).
+    #[arg(long, value_enum)]
+    pub psa: Option<crate::demo::PsaKind>,
 }
 
 #[derive(Debug, Args)]

@@ -120,9 +120,20 @@ pub async fn sign_in_xero(
 
 /// Connect every client to the sim: Microsoft (signed in), Dicker Data, and `psa`.
 pub async fn connect(sim: &SimHandle, world: &World, psa: PsaKind) -> Result<Sources, ApiError> {
+    let session = sign_in_microsoft(sim, world).await?;
+    sources(sim, world, session, psa).await
+}
+
+/// Every client, on a Microsoft session signed in already (a fresh `Session` from a stored
+/// refresh token behaves as a new process does: no access token cached).
+pub async fn sources(
+    sim: &SimHandle,
+    world: &World,
+    session: Session,
+    psa: PsaKind,
+) -> Result<Sources, ApiError> {
     let endpoints = Endpoints::from_sim(&sim.urls()).map_err(|e| sim_error(Api::Entra, e))?;
     let http = build_client(TIMEOUT);
-    let session = sign_in_microsoft(sim, world).await?;
     let microsoft = MicrosoftClients {
         partner_center: PartnerCenterClient::new(
             endpoints.partnercenter.clone(),

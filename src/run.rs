@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, SimArgs, WorldArgs};
+use crate::cli::{BenchCommand, BenchFetchArgs, Cli, Command, FetchArgs, SimArgs, WorldArgs};
 use crate::config::Endpoints;
 use crate::sim::{self, FaultSpec, World};
 
@@ -14,6 +14,15 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     match cli.command {
         Some(Command::Sim(args)) => rt.block_on(serve_sim(&cli.world, args)),
+        Some(Command::Fetch(args)) => {
+            if !cli.demo {
+                return Err("`fetch` needs settings from the setup wizard, which is not built yet; run `cspsync --demo fetch` to fetch from the simulated world".into());
+            }
+            rt.block_on(demo_fetch(&cli.world, args))
+        }
+        Some(Command::Bench(BenchCommand::Fetch(args))) => {
+            rt.block_on(bench_fetch(&cli.world, args))
+        }
         None => Err("no command given; try `cspsync sim` or `cspsync --help`".into()),
     }
 }
@@ -76,4 +85,143 @@ async fn wait_for_shutdown() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn demo_fetch(world_args: &WorldArgs, args: FetchArgs) -> Result<ExitCode, String> {
+    use crate::engine::fetch::{self, FetchProgress, PsaSnapshot};
+    let mut world = build_world(world_args)?;
+    // The demo signs in at once: the sim approves the device code, polled every second.
+    world.app.device_code_interval_secs = 1;
+    let faults = fault_spec(world_args)?;
+    let handle = sim::start(
+        world.clone(),
+        faults,
+        "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
+    )
+    .await
+    .map_err(|e| format!("cannot start the simulated world: {e}"))?;
+    eprintln!("signing in to the simulated world…");
+    let sources = crate::demo::connect(&handle, &world, args.psa)
+        .await
+        .map_err(|e| format!("{e}. {}", e.hint()))?;
+    let (tx, _rx) = tokio::sync::watch::channel(FetchProgress::default());
+    let t0 = std::time::Instant::now();
+    let snap = fetch::fetch(&sources, &tx)
+        .await
+        .map_err(|e| format!("{e}. {}", e.hint()))?;
+    let elapsed = t0.elapsed();
+    println!(
+        "{:<36} {:>5} {:>6} {:>7} {:>6}",
+        "customer", "subs", "seats", "graph", "dicker"
+    );
+    let dd = snap
+        .dicker_data
+        .as_ref()
+        .map_err(|e| format!("{e}. {}", e.hint()))?;
+    for c in &snap.customers {
+        let name = c
+            .customer
+            .company_profile
+            .as_ref()
+            .and_then(|p| p.company_name.clone())
+            .unwrap_or_else(|| c.customer.id.clone());
+        let (subs, seats) = match &c.subscriptions {
+            Ok(s) => (
+                s.len().to_string(),
+                s.iter()
+                    .map(|x| u64::from(x.quantity))
+                    .sum::<u64>()
+                    .to_string(),
+            ),
+            Err(_) => ("error".into(), "-".into()),
+        };
+        let graph = match &c.graph {
+            Ok(g) => format!("{} skus", g.skus.len()),
+            Err(_) => "no GDAP".into(),
+        };
+        let lines = dd
+            .iter()
+            .filter(|l| {
+                l.tenant_id
+                    .as_deref()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(&c.customer.id))
+            })
+            .count();
+        println!(
+            "{:<36} {:>5} {:>6} {:>7} {:>6}",
+            truncate(&name, 36),
+            subs,
+            seats,
+            graph,
+            lines
+        );
+    }
+    match &snap.psa {
+        Some(Ok(PsaSnapshot::ConnectWise(cw))) => println!(
+            "ConnectWise: {} companies, {} agreements, {} additions, {} catalog items",
+            cw.companies.len(),
+            cw.agreements.len(),
+            cw.additions.values().map(Vec::len).sum::<usize>(),
+            cw.catalog.len()
+        ),
+        Some(Ok(PsaSnapshot::Autotask(at))) => println!(
+            "Autotask: {} companies, {} contracts, {} contract services, {} current unit records",
+            at.companies.len(),
+            at.contracts.len(),
+            at.contract_services.len(),
+            at.current_units.len()
+        ),
+        Some(Ok(PsaSnapshot::Xero(x))) => println!(
+            "Xero: {} contacts, {} accounts, {} invoices created by cspsync",
+            x.contacts.len(),
+            x.accounts.len(),
+            x.invoices.len()
+        ),
+        Some(Err(e)) => println!("PSA: {e}. {}", e.hint()),
+        None => {}
+    }
+    println!(
+        "{} customers, {} Dicker Data lines, fetched in {:.2} s",
+        snap.customers.len(),
+        dd.len(),
+        elapsed.as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+async fn bench_fetch(world_args: &WorldArgs, args: BenchFetchArgs) -> Result<ExitCode, String> {
+    use crate::demo::PsaKind;
+    use crate::engine::bench;
+    if world_args.dataset.is_some() || world_args.faults.is_some() {
+        return Err(
+            "bench fetch builds its own world and faults; use --customers, --seed and --latency-ms"
+                .into(),
+        );
+    }
+    let opts = bench::BenchOptions {
+        customers: world_args.customers.unwrap_or(1000),
+        seed: world_args.seed.unwrap_or(42),
+        latency: std::time::Duration::from_millis(args.latency_ms),
+        runs: args.runs,
+        psas: match args.psa {
+            Some(p) => vec![p],
+            None => vec![PsaKind::ConnectWise, PsaKind::Autotask, PsaKind::Xero],
+        },
+    };
+    eprintln!(
+        "bench fetch: generating {} customers (seed {}), sim latency {} ms…",
+        opts.customers, opts.seed, args.latency_ms
+    );
+    bench::run(&opts, |r| print!("{}", r.render())).await?;
+    Ok(ExitCode::SUCCESS)
 }
