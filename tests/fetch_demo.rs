@@ -83,3 +83,49 @@ async fn fetch_every_psa() {
         assert_eq!(p.customers_done, w.customers.len());
     }
 }
+
+/// Everything fetched, without the timestamps, as comparable text (Debug of every field:
+/// ids, quantities, dates, prices — and any per-customer error).
+fn fingerprint(s: &fetch::Snapshot) -> String {
+    format!("{:?}\n{:?}\n{:?}", s.customers, s.dicker_data, s.psa)
+}
+
+async fn fetch_with(w: &sim::World, faults: &str, psa: PsaKind) -> (String, u64) {
+    let handle = sim::start(
+        w.clone(),
+        FaultSpec::parse(faults).unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let sources = demo::connect(&handle, w, psa)
+        .await
+        .unwrap_or_else(|e| panic!("{psa:?}: {e}"));
+    let (tx, _rx) = tokio::sync::watch::channel(FetchProgress::default());
+    let snap = fetch::fetch(&sources, &tx).await.unwrap();
+    let stats = handle.sim.faults.stats();
+    let faults_seen: u64 = stats
+        .values()
+        .map(|s| s.throttled + s.server_errors + s.dropped)
+        .sum();
+    (fingerprint(&snap), faults_seen)
+}
+
+/// 429s with Retry-After, 5xx and dropped connections on every API: the fetch returns exactly
+/// what a clean fetch returns, for every PSA.
+#[tokio::test]
+async fn a_faulty_fetch_returns_the_same_data_as_a_clean_one() {
+    let w = world(30, 7);
+    for psa in [PsaKind::ConnectWise, PsaKind::Autotask, PsaKind::Xero] {
+        let (clean, none) = fetch_with(&w, "", psa).await;
+        assert_eq!(none, 0);
+        let (faulty, seen) =
+            fetch_with(&w, "429=0.1,5xx=0.05,drop=0.01,retry-after=0,seed=11", psa).await;
+        assert!(seen > 10, "{psa:?}: faults were injected ({seen})");
+        assert_eq!(clean, faulty, "{psa:?}: the faulty fetch differs");
+        // The only errors: Graph in tenants without GDAP, one each.
+        let no_gdap = w.customers.iter().filter(|c| !c.gdap_active).count();
+        assert!(no_gdap > 0, "the world has a customer without GDAP");
+        assert_eq!(clean.matches("Err(").count(), no_gdap, "{psa:?}");
+    }
+}
