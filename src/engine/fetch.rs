@@ -227,6 +227,11 @@ async fn fetch_customer(ms: &MicrosoftClients, customer: pc::Customer) -> Custom
     let tenant = customer.id.clone();
     let subs = ms.partner_center.subscriptions(&tenant);
     let graph = async {
+        // The tenant's token first, once: both Graph calls then use the cached token, and a
+        // tenant without GDAP costs one refused token request, not one per call.
+        ms.session
+            .access_token(Resource::Graph, Some(&tenant), false)
+            .await?;
         let token = ms.session.token_source(Resource::Graph, Some(&tenant));
         let g: Arc<GraphClient> = Arc::new(ms.graph.for_tenant(&tenant, token));
         let (skus, dir) = tokio::join!(g.subscribed_skus(), g.directory_subscriptions());
