@@ -979,6 +979,8 @@ pub struct ConnectWiseClient {
     client_id: String,
     /// The whole `Basic ...` header value.
     authorization: Secret,
+    /// `pageSize` of list calls (§5.2: at most 1000, the default here).
+    page_size: u32,
 }
 
 impl fmt::Debug for ConnectWiseClient {
@@ -1027,7 +1029,20 @@ impl ConnectWiseClient {
             company_id,
             client_id: creds.client_id.trim().to_string(),
             authorization,
+            page_size: PAGE_SIZE,
         }
+    }
+
+    /// Another `pageSize` for list calls, clamped to 1..=1000 (§5.2: max 1000). Fewer items
+    /// per page means more requests; tests use it to page through small worlds.
+    pub fn with_page_size(mut self, page_size: u32) -> Self {
+        self.page_size = page_size.clamp(1, PAGE_SIZE);
+        self
+    }
+
+    /// The `pageSize` list calls ask for.
+    pub fn page_size(&self) -> u32 {
+        self.page_size
     }
 
     /// Another retry policy (tests use short backoffs).
@@ -1062,7 +1077,8 @@ impl ConnectWiseClient {
         }
     }
 
-    /// Every item of a list endpoint (§5.2): `pageSize=1000`, then the `Link` header's
+    /// Every item of a list endpoint (§5.2): `pageSize` ([`Self::with_page_size`], 1000 by
+    /// default), then the `Link` header's
     /// `rel="next"` URL, verbatim, until there is none. `conditions` is the rendered
     /// expression (see [`Conditions`]); `extra` adds query pairs (`orderBy`, `fields`,
     /// `childConditions`); a `pageSize` or `page` in it is ignored.
@@ -1075,7 +1091,7 @@ impl ConnectWiseClient {
         let mut url = endpoint(&self.base, path);
         {
             let mut q = url.query_pairs_mut();
-            q.append_pair("pageSize", &PAGE_SIZE.to_string());
+            q.append_pair("pageSize", &self.page_size.to_string());
             if let Some(c) = conditions.map(str::trim).filter(|c| !c.is_empty()) {
                 q.append_pair("conditions", c);
             }

@@ -37,7 +37,8 @@ use url::Url;
 
 use super::error::{Api, ApiError, ErrorKind, VendorError, clean_text};
 use super::http::{
-    HttpCore, Request, Response, RetryPolicy, StatsSnapshot, TokenSource, decode_json, endpoint,
+    HttpCore, Request, Response, RetryPolicy, StaticToken, StatsSnapshot, TokenSource, decode_json,
+    endpoint,
 };
 use super::limit::Limits;
 
@@ -1225,34 +1226,51 @@ impl DickerDataClient {
     /// Send, check the body's `Status` (§4.2/§4.3) and, when the key was refused in a 2xx body
     /// (or a 401 refused a key carried in the query), renew it once and send again. `make`
     /// builds the request from the current AccessKey (only the pricing call embeds it).
+    ///
+    /// A call that carries the key in its query sends that same key as the bearer: one key
+    /// per request, asked for once. (Found end to end: asking the key source a second time,
+    /// for the header, renewed a key near the end of its life again, so the query and the
+    /// header carried two different keys and one AccessKeyRequest was wasted; a server that
+    /// checks both, as style (a) + (b) of §4.2 allow, would refuse that.)
     async fn call(
         &self,
         key_in_query: bool,
         make: impl Fn(&str) -> Result<Request, ApiError>,
     ) -> Result<(Response, Value), ApiError> {
         let mut retried = false;
+        let mut renewed: Option<String> = None;
         loop {
-            let key = if key_in_query {
-                self.keys.key(false).await?.0
+            let (req, core) = if key_in_query {
+                let key = match renewed.take() {
+                    Some(k) => k,
+                    None => self.keys.key(false).await?.0,
+                };
+                let pinned = self
+                    .http
+                    .with_other_token(Arc::new(StaticToken(key.clone())) as Arc<dyn TokenSource>);
+                (make(&key)?, pinned)
             } else {
-                String::new()
+                (make("")?, self.http.clone())
             };
-            let req = make(&key)?;
             let op = req.operation.clone();
-            match self.http.send(req).await {
+            match core.send(req).await {
                 Ok(resp) => match read_body(&resp.headers, &resp.body, &op) {
                     Ok(v) => return Ok((resp, v)),
                     Err(e) if e.kind == ErrorKind::Unauthorized && !retried => {
                         // The key was refused in a 2xx body: nothing was applied, so renewing
                         // it and sending the same request again is safe even for writes.
                         retried = true;
-                        self.keys.key(true).await?;
+                        let (k, _) = self.keys.key(true).await?;
+                        renewed = key_in_query.then_some(k);
                     }
                     Err(e) => return Err(e),
                 },
-                // HttpCore already renewed the key on the 401, but the query still carried
-                // the old one: rebuild the request with the new key once.
-                Err(e) if key_in_query && e.status == Some(401) && !retried => retried = true,
+                // The pinned key was refused (a 401; HttpCore's replay carried the same key):
+                // renew it and send once more with the new key in the query and the header.
+                Err(e) if key_in_query && e.status == Some(401) && !retried => {
+                    retried = true;
+                    renewed = Some(self.keys.key(true).await?.0);
+                }
                 Err(e) => return Err(e),
             }
         }
