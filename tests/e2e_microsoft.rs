@@ -1090,6 +1090,111 @@ async fn expired_tokens_are_refreshed_once() {
     assert_eq!(pc.stats().refreshes, 1);
 }
 
+#[tokio::test]
+async fn many_requests_meeting_the_same_401_refresh_once() {
+    let env = start(base_world(), FaultSpec::default()).await;
+    let session = env.sign_in().await;
+    let graph = env.graph(&session);
+    let pc = env.partner_center(&session);
+    graph.organization().await.unwrap();
+    pc.mpn_profile(None).await.unwrap();
+    env.control_post("/tokens/expire", json!({})).await;
+    let before = session.client().stats().requests;
+
+    // Eight Graph and eight Partner Center reads at once, all with the expired tokens.
+    let graph_calls = (0..8).map(|_| graph.organization());
+    let pc_calls = (0..8).map(|_| pc.mpn_profile(None));
+    let (orgs, mpns) = tokio::join!(
+        futures_util::future::join_all(graph_calls),
+        futures_util::future::join_all(pc_calls)
+    );
+    for o in orgs {
+        assert_eq!(o.unwrap().id, env.world.msp.tenant_id);
+    }
+    for m in mpns {
+        assert_eq!(m.unwrap().mpn_id, env.world.msp.mpn_id);
+    }
+    // One token request per resource, however many requests heard the 401.
+    assert_eq!(session.client().stats().requests - before, 2);
+}
+
+#[tokio::test]
+async fn short_lived_tokens_are_renewed_before_they_expire() {
+    // The sim issues access tokens that live 4 seconds.
+    let env = start(base_world(), FaultSpec::parse("token-ttl=4").unwrap()).await;
+    let session = env.sign_in().await;
+    let graph = env.graph(&session);
+    let pc = env.partner_center(&session);
+    let began = std::time::Instant::now();
+    while began.elapsed() < Duration::from_secs(6) {
+        graph.organization().await.unwrap();
+        pc.mpn_profile(None).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    // Renewed ahead of expiry (expires_in honoured), so no request was ever refused.
+    assert_eq!(graph.stats().refreshes, 0, "no 401 from Graph");
+    assert_eq!(pc.stats().refreshes, 0, "no 401 from Partner Center");
+    let stats = env.sim_stats().await;
+    let refused: u64 = stats
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|s| s["client_errors"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(refused, 0, "{stats}");
+    assert!(
+        session.client().stats().requests >= 4,
+        "tokens were renewed"
+    );
+}
+
+#[tokio::test]
+async fn browser_sign_in_errors_are_readable() {
+    let env = start(base_world(), FaultSpec::default()).await;
+    let entra = env.entra();
+    let redirect = Url::parse("http://localhost:53682/").unwrap();
+    let disabled = env
+        .world
+        .msp
+        .users
+        .iter()
+        .find(|u| !u.account_enabled)
+        .expect("the generator makes disabled accounts");
+
+    for (hint, error, words) in [
+        (
+            disabled.user_principal_name.as_str(),
+            "access_denied",
+            "disabled",
+        ),
+        (
+            "nobody@nowhere.example",
+            "invalid_request",
+            "does not exist",
+        ),
+    ] {
+        let req = entra.begin_auth_code(&redirect, Some(hint)).unwrap();
+        let location = env.authorize_location(req.authorize_url()).await;
+        let e = entra
+            .finish_auth_code(req, Redirect::from_url(&location).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!((e.api, &e.kind), (Api::Entra, &ErrorKind::OAuth), "{e}");
+        assert_eq!(e.code.as_deref(), Some(error), "{e}");
+        let text = e.to_string();
+        assert!(text.contains(words), "{text}");
+        assert!(!text.contains("Trace ID"), "{text}");
+    }
+    // Nothing was redeemed: no token request reached the sim.
+    let stats = env.sim_stats().await;
+    assert!(
+        stats
+            .get("POST /entra/organizations/oauth2/v2.0/token")
+            .is_none(),
+        "{stats}"
+    );
+}
+
 // ----- throttling (§2.5, §3.6) --------------------------------------------------------------
 
 /// Id, quantity and status of a Partner Center subscription.
