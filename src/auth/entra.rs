@@ -36,10 +36,16 @@ use crate::auth::loopback::{LoopbackListener, Redirect};
 pub const DEFAULT_TENANT: &str = "organizations";
 
 /// Graph delegated scopes cspsync needs (§1.7): organization, subscribed SKUs, user list.
-pub const GRAPH_SCOPES: [&str; 3] = [
+///
+/// `User.Read.All`: the user list reads `accountEnabled`, `userType` and `assignedLicenses`
+/// (§2.2: not default properties), which the basic profile `User.ReadBasic.All` does not
+/// cover; with only that scope Graph leaves them empty (found by tests/e2e_microsoft.rs: every
+/// user came back without licences). `User.ReadBasic.All` stays listed (a subset, harmless).
+pub const GRAPH_SCOPES: [&str; 4] = [
     "https://graph.microsoft.com/User.Read",
     "https://graph.microsoft.com/Organization.Read.All",
     "https://graph.microsoft.com/User.ReadBasic.All",
+    "https://graph.microsoft.com/User.Read.All",
 ];
 
 /// Partner Center v2 scope string (§1.7).
@@ -513,10 +519,17 @@ impl EntraClient {
         let deadline = start.started + start.expires_in;
         let mut interval = start.interval;
         loop {
-            let wake = Instant::now() + interval;
-            if wake > deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 return Err(DeviceFlowStop::Expired.error());
             }
+            // §1.2: the code is valid for `expires_in`, so the last poll is at the deadline,
+            // not one interval before it: a person who approves in the last seconds is signed
+            // in, and "expired" is only said once the code really has (the server's
+            // `expired_token`, or still pending at the deadline). Found by
+            // tests/e2e_microsoft.rs: the wait used to give up while the sim still accepted
+            // the code.
+            let wake = (now + interval).min(deadline);
             tokio::select! {
                 _ = cancelled(&mut cancel) => return Err(DeviceFlowStop::Cancelled.error()),
                 _ = tokio::time::sleep_until(wake) => {}
@@ -705,7 +718,15 @@ impl EntraClient {
             )?
             // §1.4: the old refresh token is not revoked on use, so a replay is harmless.
             .idempotent(true);
-        let resp = self.core.send(req).await.map_err(classify_token_error)?;
+        let other_tenant = !tenant.eq_ignore_ascii_case(&self.tenant);
+        let resp = self.core.send(req).await.map_err(|e| {
+            let e = classify_token_error(e);
+            if other_tenant {
+                customer_tenant_refusal(e, tenant)
+            } else {
+                e
+            }
+        })?;
         parse_token_response(&resp, Some(resource), tenant)
     }
 }
@@ -740,6 +761,31 @@ fn classify_token_error(mut e: ApiError) -> ApiError {
         Some(_) => e.kind = ErrorKind::OAuth,
         None => {}
     }
+    e
+}
+
+/// A refresh for another tenant (a customer under GDAP, §3.7) refused with AADSTS50020
+/// ("user account ... does not exist in tenant ... and cannot access the application"): the
+/// signed-in partner user has no access in that tenant, which signing in again does not
+/// change. §3.7 is [UNCONFIRMED] about this answer; AADSTS50020 is what Entra gives a guest
+/// or partner user without access, and what the sim models for a customer without GDAP. It
+/// becomes [`ErrorKind::Forbidden`] naming the tenant, instead of `Unauthorized` ("sign in
+/// again"); the vendor's sentence moves to the details. Found by tests/e2e_microsoft.rs.
+fn customer_tenant_refusal(mut e: ApiError, tenant: &str) -> ApiError {
+    let is_50020 = e.code.as_deref() == Some("invalid_grant")
+        && (e.message.contains("AADSTS50020")
+            || e.details.iter().any(|d| d.contains("AADSTS50020")));
+    if !is_50020 {
+        return e;
+    }
+    let vendor = std::mem::take(&mut e.message);
+    e.kind = ErrorKind::Forbidden;
+    e.message = format!(
+        "refused access to customer tenant {}: the signed-in account has no role there, usually because the MSP has no active GDAP relationship with this customer (AADSTS50020)",
+        clean_text(tenant, 60)
+    );
+    let vendor = vendor.strip_prefix("said: ").unwrap_or(&vendor).to_string();
+    e.details.insert(0, vendor);
     e
 }
 
@@ -1355,7 +1401,7 @@ mod tests {
         );
         assert_eq!(
             sign_in_scope(),
-            "https://graph.microsoft.com/User.Read https://graph.microsoft.com/Organization.Read.All https://graph.microsoft.com/User.ReadBasic.All openid profile offline_access"
+            "https://graph.microsoft.com/User.Read https://graph.microsoft.com/Organization.Read.All https://graph.microsoft.com/User.ReadBasic.All https://graph.microsoft.com/User.Read.All openid profile offline_access"
         );
     }
 
@@ -1375,6 +1421,38 @@ mod tests {
             DeviceFlowStop::of(&DeviceFlowStop::Declined.error()),
             Some(DeviceFlowStop::Declined)
         );
+    }
+
+    #[test]
+    fn customer_tenant_without_access_is_forbidden() {
+        let refused = || {
+            classify_token_error(
+                ApiError::new(
+                    Api::Entra,
+                    ErrorKind::Rejected,
+                    "said: AADSTS50020: User account 'a@msp' does not exist in tenant 'Contoso'.",
+                )
+                .with_status(400)
+                .with_code("invalid_grant"),
+            )
+        };
+        let e = customer_tenant_refusal(refused(), "b44bb1fb-c595");
+        assert_eq!(e.kind, ErrorKind::Forbidden);
+        assert!(e.message.contains("b44bb1fb-c595") && e.message.contains("GDAP"));
+        assert_eq!(
+            e.details,
+            vec!["AADSTS50020: User account 'a@msp' does not exist in tenant 'Contoso'."]
+        );
+        // Other refusals keep their kind.
+        let e = ApiError::new(
+            Api::Entra,
+            ErrorKind::Rejected,
+            "said: AADSTS700082: expired",
+        )
+        .with_status(400)
+        .with_code("invalid_grant");
+        let e = customer_tenant_refusal(classify_token_error(e), "t");
+        assert_eq!(e.kind, ErrorKind::Unauthorized);
     }
 
     fn json_value() -> impl Strategy<Value = serde_json::Value> {
