@@ -566,7 +566,7 @@ async fn graph_401_refreshes_once_and_the_rotated_refresh_token_is_kept() {
     assert_eq!(refreshes[1].form()["refresh_token"], "rt-2");
     let scope = refreshes[0].form()["scope"].clone();
     assert!(
-        scope.contains("https://graph.microsoft.com/User.ReadBasic.All"),
+        scope.contains("https://graph.microsoft.com/User.Read.All"),
         "{scope}"
     );
     assert_eq!(session.refresh_token().secret(), "rt-3");

@@ -232,6 +232,67 @@ pub struct ServicePlan {
     pub applies_to: Option<String>,
 }
 
+/// `GET /tenantRelationships/delegatedAdminRelationships` item (§2.6): the MSP's GDAP
+/// relationship with one customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DelegatedAdminRelationship {
+    pub id: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// ISO 8601 duration, e.g. `P730D`.
+    #[serde(default)]
+    pub duration: Option<String>,
+    #[serde(default)]
+    pub customer: Option<GdapCustomer>,
+    /// `active`, `approvalPending`, `terminated`, `expired`, ...
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "wire::flex_datetime",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub end_date_time: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    pub access_details: Option<GdapAccessDetails>,
+}
+
+impl DelegatedAdminRelationship {
+    pub fn is_active(&self) -> bool {
+        self.status
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("active"))
+    }
+
+    pub fn tenant_id(&self) -> Option<&str> {
+        self.customer.as_ref().and_then(|c| c.tenant_id.as_deref())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GdapCustomer {
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GdapAccessDetails {
+    #[serde(default, deserialize_with = "wire::null_default")]
+    pub unified_roles: Vec<GdapRole>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GdapRole {
+    #[serde(default)]
+    pub role_definition_id: Option<String>,
+}
+
 /// `GET /directory/subscriptions` item (companySubscription, §2.3a).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -398,6 +459,20 @@ impl GraphClient {
             self.clone(),
             endpoint(&self.base, "subscribedSkus"),
             "GET /subscribedSkus",
+        )
+        .collect_all()
+        .await
+    }
+
+    /// `GET /tenantRelationships/delegatedAdminRelationships` (§2.6) of the MSP tenant, every
+    /// page (`$top` at its maximum, 300).
+    pub async fn gdap_relationships(&self) -> Result<Vec<DelegatedAdminRelationship>, ApiError> {
+        let mut url = endpoint(&self.base, "tenantRelationships/delegatedAdminRelationships");
+        url.query_pairs_mut().append_pair("$top", "300");
+        Pager::<DelegatedAdminRelationship>::new(
+            self.clone(),
+            url,
+            "GET /tenantRelationships/delegatedAdminRelationships",
         )
         .collect_all()
         .await

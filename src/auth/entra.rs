@@ -44,8 +44,10 @@ pub const DEFAULT_TENANT: &str = "organizations";
 pub const GRAPH_SCOPES: [&str; 4] = [
     "https://graph.microsoft.com/User.Read",
     "https://graph.microsoft.com/Organization.Read.All",
-    "https://graph.microsoft.com/User.ReadBasic.All",
+    // accountEnabled, userType and assignedLicenses are not basic properties (§2.2).
     "https://graph.microsoft.com/User.Read.All",
+    // The MSP's GDAP relationships (§2.6, §1.7).
+    "https://graph.microsoft.com/DelegatedAdminRelationship.Read.All",
 ];
 
 /// Partner Center v2 scope string (§1.7).
