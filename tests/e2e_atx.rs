@@ -766,6 +766,26 @@ async fn autotask_filters_are_evaluated_by_the_sim() {
             .contains("500 or fewer 'OR' conditions")
     );
 
+    // `or` items count against the 500 too: two alternatives and 499 values is one too many
+    // for one query, so the client must split this `in` as well.
+    let near: Vec<i64> = all
+        .iter()
+        .map(|c| c.id)
+        .chain(2_000_000..)
+        .take(499)
+        .collect();
+    let got = at
+        .companies(vec![
+            Filter::or([Filter::eq("companyType", 1), Filter::eq("companyType", 3)]),
+            Filter::is_in("id", near),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted_by_id(got, |c| c.id),
+        pick(&|c| matches!(c.company_type, Some(1 | 3)))
+    );
+
     // and / or groups, together with an `in` and other top-level conditions.
     let inactive_or_prefix = Filter::or([
         Filter::eq("companyType", 3),
@@ -1480,6 +1500,15 @@ async fn xero_create_invoices_is_idempotent_and_validation_errors_are_typed() {
     assert_eq!(made[0]["created_by_app"], true);
     assert_eq!(s["xero"]["invoices_created"], 1);
     assert_eq!(s["xero"]["idempotent_replays"], 1);
+
+    // The same key with a different request is refused (§7.3), and creates nothing.
+    let e = xero
+        .create_invoices(&tenant, &[bill(o, "DD-INV-E2E-OTHER", "310")], "e2e-bill-1")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Rejected, "{e}");
+    assert!(e.to_string().contains("Idempotency-Key"), "{e}");
+    assert_eq!(org_invoices(&r.state().await).len(), before + 1);
 
     // It reads back through the invoices query.
     let got = xero

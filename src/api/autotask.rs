@@ -10,8 +10,9 @@
 //! - Writes (§6.3): service adjustments and contract services. Creates are not idempotent:
 //!   HttpCore never resends them once they may have reached Autotask.
 //! - Limits (§6.5): 3 concurrent calls per object endpoint (the limiter key is the first path
-//!   segment after `v1.0/`: the entity, or `Contracts` for its child collections), 9 overall; the hourly allowance is shared with every other integration, so a 429
-//!   and its Retry-After are honoured by HttpCore.
+//!   segment after `v1.0/`: the entity, or `Contracts` for its child collections), 9 overall;
+//!   the hourly allowance is shared with every other integration, so a 429 and its
+//!   Retry-After are honoured by HttpCore.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -264,9 +265,9 @@ impl Filter {
     }
 
     /// The OR alternatives this filter holds, as Autotask counts them against its 500 limit
-    /// (§6.2): every value of an `in`, and every item of an `or` group. (The e2e test found the
-    /// client counting only `in` values, so `[or(a, b), in(499 values)]` went out as one query
-    /// with 501 alternatives.)
+    /// (§6.2): every value of an `in`, and every item of an `or` group. (The client used to
+    /// count only `in` values, so `[or(a, b), in(499 values)]` went out as one query with 501
+    /// alternatives and was refused; tests/e2e_atx.rs sends exactly that.)
     fn or_conditions(&self) -> usize {
         match self {
             Filter::Condition { .. } => self.in_values(),
