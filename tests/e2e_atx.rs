@@ -627,7 +627,27 @@ async fn autotask_reads_equal_the_world_across_pages() {
         .await
         .unwrap();
     assert_each_once(&ids(&units, |u| u.id), "units");
-    assert_eq!(units.len(), w.autotask.contract_service_units.len());
+    let want_units: Vec<ContractServiceUnit> = w
+        .autotask
+        .contract_service_units
+        .iter()
+        .map(|u| ContractServiceUnit {
+            id: u.id as i64,
+            contract_id: Some(u.contract_id as i64),
+            contract_service_id: u.contract_service_id as i64,
+            service_id: Some(u.service_id as i64),
+            start_date: u.start_date,
+            end_date: u.end_date,
+            units: u.units,
+            price: Some(u.price),
+            cost: Some(u.cost),
+            approve_and_post_date: None,
+        })
+        .collect();
+    assert_eq!(
+        sorted_by_id(units, |u| u.id),
+        sorted_by_id(want_units, |u| u.id)
+    );
 
     // One record by id (§6.2 `{"item":...}`), and None for an id Autotask does not have.
     let first = &world_companies(&w)[0];
