@@ -9,9 +9,10 @@
 //!   500-OR-condition limit are split over several queries and the results concatenated.
 //! - Writes (§6.3): service adjustments and contract services. Creates are not idempotent:
 //!   HttpCore never resends them once they may have reached Autotask.
-//! - Limits (§6.5): 3 concurrent calls per object endpoint (the limiter key is the entity
-//!   name), 9 overall; the hourly allowance is shared with every other integration, so a 429
-//!   and its Retry-After are honoured by HttpCore.
+//! - Limits (§6.5): 3 concurrent calls per object endpoint (the limiter key is the first path
+//!   segment after `v1.0/`: the entity, or `Contracts` for its child collections), 9 overall;
+//!   the hourly allowance is shared with every other integration, so a 429 and its
+//!   Retry-After are honoured by HttpCore.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -35,6 +36,12 @@ use super::limit::Limits;
 pub const MAX_RECORDS: u32 = 500;
 /// "Queries are limited to 500 or fewer 'OR' conditions" (§6.2).
 pub const MAX_OR_CONDITIONS: usize = 500;
+/// The limiter key of the child-collection writes `Contracts/{id}/Services` and
+/// `Contracts/{id}/ServiceAdjustments` (§6.3). The thread limit is "per object endpoint" (§6.5),
+/// and the endpoint these calls hit is `Contracts`: the e2e test found them keyed as
+/// `ContractServices`/`ContractServiceAdjustments`, so three contract queries and three
+/// adjustments ran at once and Autotask (the sim) refused the fourth call on `Contracts`.
+const CONTRACTS_ENDPOINT: &str = "Contracts";
 /// Safety net against a server whose `nextPageUrl` never ends (500 × 20,000 = 10 M records).
 const MAX_PAGES: usize = 20_000;
 
@@ -257,6 +264,20 @@ impl Filter {
         }
     }
 
+    /// The OR alternatives this filter holds, as Autotask counts them against its 500 limit
+    /// (§6.2): every value of an `in`, and every item of an `or` group. (The client used to
+    /// count only `in` values, so `[or(a, b), in(499 values)]` went out as one query with 501
+    /// alternatives and was refused; tests/e2e_atx.rs sends exactly that.)
+    fn or_conditions(&self) -> usize {
+        match self {
+            Filter::Condition { .. } => self.in_values(),
+            Filter::And(items) => items.iter().map(Filter::or_conditions).sum(),
+            Filter::Or(items) => {
+                items.len() + items.iter().map(Filter::or_conditions).sum::<usize>()
+            }
+        }
+    }
+
     /// The length of the longest `in` list in the tree.
     fn longest_in(&self) -> usize {
         match self {
@@ -351,12 +372,13 @@ impl Serialize for Filter {
     }
 }
 
-/// Split a filter list so that no query carries more than [`MAX_OR_CONDITIONS`] `in` values
-/// (the 500-OR rule, §6.2). Each `in` expands to one OR condition per value, so the longest
-/// list is cut into chunks until the total fits. Every `in` sits in a monotone position (under
-/// AND and OR only), so the union of the parts' results is the result of the whole.
+/// Split a filter list so that no query carries more than [`MAX_OR_CONDITIONS`] OR conditions
+/// (the 500-OR rule, §6.2): `in` values and `or` group items both count. Each `in` expands to
+/// one OR condition per value, so the longest list is cut into chunks until the total fits.
+/// Every `in` sits in a monotone position (under AND and OR only), so the union of the parts'
+/// results is the result of the whole.
 pub fn split_for_or_limit(filters: &[Filter]) -> Vec<Vec<Filter>> {
-    let total: usize = filters.iter().map(Filter::in_values).sum();
+    let total: usize = filters.iter().map(Filter::or_conditions).sum();
     if total <= MAX_OR_CONDITIONS {
         return vec![filters.to_vec()];
     }
@@ -949,6 +971,8 @@ pub struct AutotaskClient {
     /// `{zone url}v1.0/`.
     base: Url,
     zone: Option<Zone>,
+    /// `MaxRecords` of the queries the typed helpers send (1..=500, §6.2).
+    max_records: u32,
 }
 
 impl fmt::Debug for AutotaskClient {
@@ -1015,6 +1039,7 @@ impl AutotaskClient {
             creds: Arc::new(creds),
             base: entity_base(&zone_url),
             zone: Some(zone),
+            max_records: MAX_RECORDS,
         })
     }
 
@@ -1029,6 +1054,7 @@ impl AutotaskClient {
             creds: Arc::new(creds),
             base: entity_base(zone_url),
             zone: None,
+            max_records: MAX_RECORDS,
         }
     }
 
@@ -1036,6 +1062,18 @@ impl AutotaskClient {
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.core = self.core.with_retry(retry);
         self
+    }
+
+    /// Records per page for the typed helpers ([`Self::companies`], [`Self::contract_services`],
+    /// ...): 1..=500, default 500 (§6.2). Smaller pages mean more calls; tests use it to page.
+    pub fn with_max_records(mut self, n: u32) -> Self {
+        self.max_records = n.clamp(1, MAX_RECORDS);
+        self
+    }
+
+    /// A query with this client's page size.
+    fn query_of(&self, filter: Vec<Filter>) -> Query {
+        Query::new(filter).max_records(self.max_records)
     }
 
     /// The zone found by discovery (None when built from a cached URL).
@@ -1210,15 +1248,15 @@ impl AutotaskClient {
     }
 
     pub async fn companies(&self, filter: Vec<Filter>) -> Result<Vec<Company>, ApiError> {
-        self.query("Companies", &Query::new(filter)).await
+        self.query("Companies", &self.query_of(filter)).await
     }
 
     pub async fn contracts(&self, filter: Vec<Filter>) -> Result<Vec<Contract>, ApiError> {
-        self.query("Contracts", &Query::new(filter)).await
+        self.query("Contracts", &self.query_of(filter)).await
     }
 
     pub async fn services(&self, filter: Vec<Filter>) -> Result<Vec<Service>, ApiError> {
-        self.query("Services", &Query::new(filter)).await
+        self.query("Services", &self.query_of(filter)).await
     }
 
     /// The services on these contracts (§6.3).
@@ -1229,7 +1267,7 @@ impl AutotaskClient {
         if contract_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let q = Query::new(vec![Filter::is_in(
+        let q = self.query_of(vec![Filter::is_in(
             "contractID",
             contract_ids.iter().copied(),
         )]);
@@ -1245,7 +1283,7 @@ impl AutotaskClient {
         if contract_service_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let q = Query::new(vec![Filter::is_in(
+        let q = self.query_of(vec![Filter::is_in(
             "contractServiceID",
             contract_service_ids.iter().copied(),
         )]);
@@ -1269,7 +1307,7 @@ impl AutotaskClient {
     pub async fn create_adjustment(&self, adj: &NewAdjustment) -> Result<i64, ApiError> {
         let url = self.url(&format!("Contracts/{}/ServiceAdjustments", adj.contract_id));
         let req = self
-            .request(Method::POST, url, "ContractServiceAdjustments")
+            .request(Method::POST, url, CONTRACTS_ENDPOINT)
             .json(adj)
             .idempotent(false)
             .operation("POST Contracts/{id}/ServiceAdjustments");
@@ -1285,7 +1323,7 @@ impl AutotaskClient {
     pub async fn create_contract_service(&self, new: &NewContractService) -> Result<i64, ApiError> {
         let url = self.url(&format!("Contracts/{}/Services", new.contract_id));
         let req = self
-            .request(Method::POST, url, "ContractServices")
+            .request(Method::POST, url, CONTRACTS_ENDPOINT)
             .json(new)
             .idempotent(false)
             .operation("POST Contracts/{id}/Services");
@@ -1307,7 +1345,7 @@ impl AutotaskClient {
     ) -> Result<i64, ApiError> {
         let url = self.url(&format!("Contracts/{contract_id}/Services"));
         let req = self
-            .request(Method::PATCH, url, "ContractServices")
+            .request(Method::PATCH, url, CONTRACTS_ENDPOINT)
             .json(&ContractServicePatch {
                 id,
                 adjusted_price,
@@ -1316,7 +1354,8 @@ impl AutotaskClient {
             // Setting the same two fields again changes nothing: safe to resend.
             .idempotent(true)
             .operation("PATCH Contracts/{id}/Services");
-        let r: OperationResult = self.core.send_json(req).await?;
+        let resp = self.core.send(req).await.map_err(rule_violation)?;
+        let r: OperationResult = resp.json()?;
         Ok(r.item_id)
     }
 
@@ -1339,7 +1378,7 @@ impl AutotaskClient {
 
     async fn create(&self, req: Request, what: &str) -> Result<i64, ApiError> {
         let op = req.operation.clone();
-        let resp = match self.core.send(req).await {
+        let resp = match self.core.send(req).await.map_err(rule_violation) {
             Ok(r) => r,
             Err(mut e) => {
                 if matches!(
@@ -1365,6 +1404,34 @@ impl AutotaskClient {
         let r: OperationResult = decode_json(Api::Autotask, &op, &resp.headers, &resp.body)?;
         Ok(r.item_id)
     }
+}
+
+/// A write Autotask refused on a business rule, told apart from a server failure.
+///
+/// §6.4 lists 500 among the statuses of an ordinary `{"errors":[...]}` refusal, and Autotask
+/// answers rule violations on writes that way ("effectiveDate must be between the start date
+/// and end date of the Contract", §6.3). HttpCore files every 500 as [`ErrorKind::Server`]
+/// ("try again later"), which is wrong for these: resending cannot succeed. The e2e test found
+/// the adjustment refusal arriving as a transient server error; a 500 that carries a specific
+/// message is now [`ErrorKind::Rejected`]. A 500 without one, or with Autotask's generic
+/// "An unexpected error has occurred", stays a server error.
+fn rule_violation(mut e: ApiError) -> ApiError {
+    if e.kind != ErrorKind::Server || e.status != Some(500) {
+        return e;
+    }
+    let m = e.message.to_ascii_lowercase();
+    let generic = [
+        "unexpected error",
+        "internal error",
+        "internal server error",
+        "an error has occurred",
+    ]
+    .iter()
+    .any(|g| m.contains(g));
+    if !generic {
+        e.kind = ErrorKind::Rejected;
+    }
+    e
 }
 
 /// §6.1 headers; values that cannot be headers are reported by HttpCore as a config error.
@@ -1509,6 +1576,15 @@ mod tests {
 
         // At the limit: one query.
         assert_eq!(split_for_or_limit(&[Filter::is_in("a", 0..500)]).len(), 1);
+        // `or` items count too: two alternatives plus 499 values is 501, so the list is cut.
+        let parts = split_for_or_limit(&[
+            Filter::or([Filter::eq("x", 1), Filter::eq("x", 2)]),
+            Filter::is_in("a", 0..499),
+        ]);
+        assert_eq!(parts.len(), 2);
+        for p in &parts {
+            assert!(p.iter().map(Filter::or_conditions).sum::<usize>() <= 500);
+        }
         // notIn is never split (it is not an OR).
         assert_eq!(split_for_or_limit(&[Filter::not_in("a", 0..900)]).len(), 1);
     }
@@ -1811,7 +1887,7 @@ mod tests {
             let mut a = HashSet::new();
             let mut b = HashSet::new();
             for p in &parts {
-                prop_assert!(p.iter().map(Filter::in_values).sum::<usize>() <= 500);
+                prop_assert!(p.iter().map(Filter::or_conditions).sum::<usize>() <= 500);
                 let v = serde_json::to_value(p).unwrap();
                 for x in v[0]["items"][0]["value"].as_array().unwrap() {
                     a.insert(x.as_i64().unwrap());

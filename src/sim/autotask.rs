@@ -1765,11 +1765,20 @@ pub mod filter {
         })
     }
 
-    /// How many OR alternatives a filter holds (§6.2 caps them at 500).
+    /// How many OR alternatives a filter holds (§6.2 caps them at 500): the items of every
+    /// `or` group, and every value of an `in` list (an `in` is an OR of `eq`s, so a 600-value
+    /// `in` breaks the same limit as a 600-item `or`; found by the e2e test, where the sim
+    /// accepted any `in` and so never showed a client that forgot to split one).
+    /// `notIn` is an AND of `noteq`s and does not count.
     pub fn or_conditions(c: &Cond) -> usize {
         match c {
             Cond::All(items) => items.iter().map(or_conditions).sum(),
             Cond::Any(items) => items.len() + items.iter().map(or_conditions).sum::<usize>(),
+            Cond::Test {
+                op: Op::In,
+                value: Operand::List(values),
+                ..
+            } => values.len(),
             Cond::Test { .. } => 0,
         }
     }
@@ -2107,6 +2116,13 @@ pub mod filter {
             let f = json!([{"op":"or","items":items.clone()},{"op":"and","items":[{"op":"or","items":items}]}]);
             let c = parse(&f, FIELDS, "Companies").unwrap();
             assert_eq!(or_conditions(&c), 600);
+            // `in` values are OR alternatives too; `notIn` values are not.
+            let ids: Vec<u64> = (0..400).collect();
+            let f = json!([{"op":"in","field":"id","value":ids},
+                {"op":"or","items":[{"op":"in","field":"id","value":[1,2,3]},{"op":"eq","field":"id","value":9}]},
+                {"op":"notIn","field":"id","value":ids}]);
+            let c = parse(&f, FIELDS, "Companies").unwrap();
+            assert_eq!(or_conditions(&c), 400 + 2 + 3);
         }
 
         #[test]
