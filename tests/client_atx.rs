@@ -508,7 +508,7 @@ async fn autotask_writes_use_the_spec_paths_and_errors_are_readable() {
         effective_date: NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(),
     };
     let err = client.create_adjustment(&adj).await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Server);
+    assert_eq!(err.kind, ErrorKind::Rejected);
     assert!(
         err.to_string().contains("effectiveDate must be between"),
         "{err}"

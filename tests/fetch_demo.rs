@@ -87,7 +87,10 @@ async fn fetch_every_psa() {
 /// Everything fetched, without the timestamps, as comparable text (Debug of every field:
 /// ids, quantities, dates, prices — and any per-customer error).
 fn fingerprint(s: &fetch::Snapshot) -> String {
-    format!("{:?}\n{:?}\n{:?}", s.customers, s.dicker_data, s.psa)
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}",
+        s.customers, s.gdap, s.dicker_data, s.psa
+    )
 }
 
 async fn fetch_with(w: &sim::World, faults: &str, psa: PsaKind) -> (String, u64) {

@@ -173,6 +173,14 @@ impl ApiError {
             (ErrorKind::Unauthorized, Api::Entra | Api::Graph | Api::PartnerCenter | Api::Xero) => {
                 "Sign in again."
             }
+            (ErrorKind::Forbidden, Api::Entra) => {
+                "Check that the GDAP relationship with this customer is active and includes a role that can read it (e.g. Directory Readers)."
+            }
+            (ErrorKind::OAuth, Api::Entra | Api::Xero)
+                if self.code.as_deref() == Some("invalid_grant") =>
+            {
+                "Sign in again."
+            }
             (ErrorKind::Forbidden, Api::PartnerCenter) => {
                 "The signed-in account needs the Admin Agent (or Global Administrator) role in Partner Center, with MFA."
             }

@@ -467,7 +467,10 @@ impl GraphClient {
     /// `GET /tenantRelationships/delegatedAdminRelationships` (§2.6) of the MSP tenant, every
     /// page (`$top` at its maximum, 300).
     pub async fn gdap_relationships(&self) -> Result<Vec<DelegatedAdminRelationship>, ApiError> {
-        let mut url = endpoint(&self.base, "tenantRelationships/delegatedAdminRelationships");
+        let mut url = endpoint(
+            &self.base,
+            "tenantRelationships/delegatedAdminRelationships",
+        );
         url.query_pairs_mut().append_pair("$top", "300");
         Pager::<DelegatedAdminRelationship>::new(
             self.clone(),

@@ -472,7 +472,9 @@ impl HttpCore {
                     if self.give_up.is_some_and(|g| g(code, &headers)) {
                         return Err(self.error_from(code, &headers, &body, &req.operation));
                     }
-                    let throttled = code == 429 || code == 503;
+                    // A 429 was refused before any work; a 503 may not have been (a write it
+                    // interrupted could be applied), so only reads retry a 503.
+                    let throttled = code == 429 || (code == 503 && req.idempotent);
                     let server = matches!(code, 500 | 502 | 504);
                     if (throttled || (server && req.idempotent))
                         && attempt < self.retry.max_attempts

@@ -1403,7 +1403,7 @@ mod tests {
         );
         assert_eq!(
             sign_in_scope(),
-            "https://graph.microsoft.com/User.Read https://graph.microsoft.com/Organization.Read.All https://graph.microsoft.com/User.ReadBasic.All https://graph.microsoft.com/User.Read.All openid profile offline_access"
+            "https://graph.microsoft.com/User.Read https://graph.microsoft.com/Organization.Read.All https://graph.microsoft.com/User.Read.All https://graph.microsoft.com/DelegatedAdminRelationship.Read.All openid profile offline_access"
         );
     }
 

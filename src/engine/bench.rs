@@ -183,22 +183,26 @@ const PC_PAGE: u64 = 500;
 const CW_PAGE: u64 = 1000;
 const AT_PAGE: u64 = 500;
 const XERO_PAGE: u64 = 1000;
+const GDAP_PAGE: u64 = 300;
 
 /// The minimum calls and the lower bound, in latency units, per API.
 pub fn estimate(w: &Workload, caps: &Caps) -> Vec<ApiEstimate> {
     let c = w.customers;
     let g = w.graph_tenants;
     let pages = ceil(c, PC_PAGE).max(1);
-    // Partner Center token (1 L), then the first customers page (1 L): customer work starts.
-    let first_page = 2;
-    let entra_units = first_page + ceil(g, caps.entra);
+    // GDAP relationships, 300 a page (§2.6), on the MSP's Graph token.
+    let gdap_pages = ceil(c, GDAP_PAGE).max(1);
+    // Customer Graph work starts once its customer is listed (Partner Center token, first
+    // page: 2 L) and the GDAP list is in (MSP Graph token, then its pages).
+    let start = 2u64.max(1 + gdap_pages);
+    let entra_units = start + ceil(g, caps.entra);
     let mut out = vec![
         ApiEstimate {
             api: "entra",
-            min_calls: 1 + g,
+            // Partner Center, the MSP's Graph, then one per customer tenant with GDAP.
+            min_calls: 2 + g,
             concurrency: caps.entra,
             concurrency_source: "cspsync's cap (none documented)",
-            // The Partner Center token, the first customers page, then the customer tokens.
             bound_units: if g == 0 { 1 } else { entra_units },
         },
         ApiEstimate {
@@ -210,13 +214,13 @@ pub fn estimate(w: &Workload, caps: &Caps) -> Vec<ApiEstimate> {
         },
         ApiEstimate {
             api: "graph",
-            min_calls: 2 * g,
+            min_calls: gdap_pages + 2 * g,
             concurrency: caps.graph,
             concurrency_source: "cspsync's cap (resource units documented)",
             bound_units: if g == 0 {
-                0
+                1 + gdap_pages
             } else {
-                (first_page + 1 + ceil(2 * g, caps.graph)).max(entra_units + 1)
+                (start + 1 + ceil(2 * g, caps.graph)).max(entra_units + 1)
             },
         },
         ApiEstimate {
@@ -546,13 +550,13 @@ mod tests {
         let e = estimate(&w, &caps());
         let get = |n: &str| e.iter().find(|x| x.api == n).cloned().expect(n);
         assert_eq!(get("partnercenter").min_calls, 2 + 1000);
-        assert_eq!(get("entra").min_calls, 1 + 950);
-        assert_eq!(get("graph").min_calls, 1900);
+        assert_eq!(get("entra").min_calls, 2 + 950);
+        assert_eq!(get("graph").min_calls, 4 + 1900);
         assert_eq!(get("dickerdata").min_calls, 2);
         assert_eq!(get("connectwise").min_calls, 1 + 1 + 1 + 1000);
-        // 950 tokens 8 at a time after the PC token and the first page.
-        assert_eq!(get("entra").bound_units, 2 + 119);
-        assert_eq!(get("graph").bound_units, 2 + 119 + 1);
+        // 950 tokens 8 at a time, after the GDAP list (token + 4 pages).
+        assert_eq!(get("entra").bound_units, 5 + 119);
+        assert_eq!(get("graph").bound_units, 5 + 119 + 1);
         assert_eq!(get("connectwise").bound_units, 1 + 100);
     }
 

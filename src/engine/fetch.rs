@@ -21,7 +21,9 @@ use crate::api::autotask::{self as at, AutotaskClient, Filter, Query};
 use crate::api::connectwise::{self as cw, ConnectWiseClient};
 use crate::api::dickerdata::{self as dd, DickerDataClient, SubscriptionType};
 use crate::api::error::{Api, ApiError, ErrorKind};
-use crate::api::graph::{CompanySubscription, GraphClient, SubscribedSku};
+use crate::api::graph::{
+    CompanySubscription, DelegatedAdminRelationship, GraphClient, SubscribedSku,
+};
 use crate::api::partnercenter::{self as pc, PartnerCenterClient};
 use crate::api::xero::{self as xe, InvoiceQuery, XeroClient};
 use crate::auth::entra::{Resource, Session};
@@ -135,6 +137,9 @@ pub struct Snapshot {
     pub started: DateTime<Utc>,
     pub finished: DateTime<Utc>,
     pub customers: Vec<CustomerFetch>,
+    /// The MSP's GDAP relationships (§2.6); customers without an active one are not asked for
+    /// Graph data.
+    pub gdap: Result<Vec<DelegatedAdminRelationship>, ApiError>,
     pub dicker_data: Result<Vec<dd::Subscription>, ApiError>,
     pub psa: Option<Result<PsaSnapshot, ApiError>>,
 }
@@ -173,67 +178,144 @@ pub async fn fetch(
         progress.send_modify(|p| p.psa_done = true);
         r
     };
-    let (customers, dicker_data, psa) = tokio::join!(ms, ddf, psaf);
+    let (microsoft, dicker_data, psa) = tokio::join!(ms, ddf, psaf);
+    let (customers, gdap) = microsoft?;
     Ok(Snapshot {
         started,
         finished: Utc::now(),
-        customers: customers?,
+        customers,
+        gdap,
         dicker_data,
         psa,
     })
 }
 
+/// GDAP state per customer tenant (lower-case id), once the relationships are listed.
+type GdapMap = BTreeMap<String, Vec<DelegatedAdminRelationship>>;
+
+/// `Some(map)` when listed; `None` inside means listing failed and every tenant is tried.
+type GdapState = Option<Arc<Option<GdapMap>>>;
+
 async fn fetch_microsoft(
     ms: &MicrosoftClients,
     progress: &watch::Sender<FetchProgress>,
-) -> Result<Vec<CustomerFetch>, ApiError> {
-    let mut pager = ms.partner_center.customers_pager(CUSTOMERS_PAGE)?;
-    let mut tasks: JoinSet<(usize, CustomerFetch)> = JoinSet::new();
-    let mut index = 0usize;
-    while let Some(page) = pager.next_page().await? {
-        progress.send_modify(|p| p.customers_found += page.len());
-        for customer in page {
-            let ms = ms.clone();
-            let i = index;
-            index += 1;
-            tasks.spawn(async move { (i, fetch_customer(&ms, customer).await) });
-        }
-    }
-    progress.send_modify(|p| p.customers_listed = true);
-    let mut out: Vec<Option<CustomerFetch>> = (0..index).map(|_| None).collect();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((i, c)) => {
-                if let Some(slot) = out.get_mut(i) {
-                    *slot = Some(c);
+) -> Result<
+    (
+        Vec<CustomerFetch>,
+        Result<Vec<DelegatedAdminRelationship>, ApiError>,
+    ),
+    ApiError,
+> {
+    // The GDAP list and the customer list side by side; per-customer Graph work waits for the
+    // first, subscriptions only for the second.
+    let (gdap_tx, gdap_rx) = watch::channel::<GdapState>(None);
+    let gdap = async {
+        let r = ms.graph.gdap_relationships().await;
+        let map = r.as_ref().ok().map(|list| {
+            let mut m = GdapMap::new();
+            for rel in list {
+                if let Some(t) = rel.tenant_id() {
+                    m.entry(t.to_ascii_lowercase())
+                        .or_default()
+                        .push(rel.clone());
                 }
-                progress.send_modify(|p| p.customers_done += 1);
             }
-            // A panicked task is a bug, not a data problem: surface it rather than silently
-            // dropping a customer (DESIGN.md §3).
-            Err(e) => {
-                return Err(ApiError::new(
-                    Api::PartnerCenter,
-                    ErrorKind::Malformed,
-                    format!("a customer fetch task failed: {e}"),
-                ));
+            m
+        });
+        let _ = gdap_tx.send(Some(Arc::new(map)));
+        r
+    };
+    let customers = async {
+        let mut pager = ms.partner_center.customers_pager(CUSTOMERS_PAGE)?;
+        let mut tasks: JoinSet<(usize, CustomerFetch)> = JoinSet::new();
+        let mut index = 0usize;
+        while let Some(page) = pager.next_page().await? {
+            progress.send_modify(|p| p.customers_found += page.len());
+            for customer in page {
+                let ms = ms.clone();
+                let rx = gdap_rx.clone();
+                let i = index;
+                index += 1;
+                tasks.spawn(async move { (i, fetch_customer(&ms, customer, rx).await) });
             }
         }
-    }
-    Ok(out.into_iter().flatten().collect())
+        progress.send_modify(|p| p.customers_listed = true);
+        let mut out: Vec<Option<CustomerFetch>> = (0..index).map(|_| None).collect();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((i, c)) => {
+                    if let Some(slot) = out.get_mut(i) {
+                        *slot = Some(c);
+                    }
+                    progress.send_modify(|p| p.customers_done += 1);
+                }
+                // A panicked task is a bug, not a data problem: surface it rather than
+                // silently dropping a customer (DESIGN.md §3).
+                Err(e) => return Err(task_failed(Api::PartnerCenter, e)),
+            }
+        }
+        Ok(out.into_iter().flatten().collect::<Vec<_>>())
+    };
+    let (gdap, customers) = tokio::join!(gdap, customers);
+    Ok((customers?, gdap))
 }
 
-async fn fetch_customer(ms: &MicrosoftClients, customer: pc::Customer) -> CustomerFetch {
+/// Why Graph is not asked about a tenant, if it is not.
+fn gdap_refusal(customer: &pc::Customer, gdap: &GdapState) -> Option<ApiError> {
+    let map = gdap.as_ref()?.as_ref().as_ref()?;
+    let rels = map.get(&customer.id.to_ascii_lowercase());
+    if rels.is_some_and(|r| r.iter().any(DelegatedAdminRelationship::is_active)) {
+        return None;
+    }
+    let name = customer
+        .company_profile
+        .as_ref()
+        .and_then(|p| p.company_name.clone())
+        .unwrap_or_else(|| customer.id.clone());
+    let why = match rels.and_then(|r| r.iter().max_by_key(|x| x.end_date_time)) {
+        Some(r) => {
+            let status = r.status.as_deref().unwrap_or("unknown");
+            match r.end_date_time {
+                Some(end) => format!(
+                    "the GDAP relationship with {name} is {status} (ended {})",
+                    end.format("%Y-%m-%d")
+                ),
+                None => format!("the GDAP relationship with {name} is {status}"),
+            }
+        }
+        None => format!("there is no GDAP relationship with {name}"),
+    };
+    Some(
+        ApiError::new(
+            Api::Graph,
+            ErrorKind::Forbidden,
+            format!("cannot read the tenant: {why}"),
+        )
+        .with_operation("GDAP check"),
+    )
+}
+
+async fn fetch_customer(
+    ms: &MicrosoftClients,
+    customer: pc::Customer,
+    mut gdap: watch::Receiver<GdapState>,
+) -> CustomerFetch {
     let tenant = customer.id.clone();
     let subs = ms.partner_center.subscriptions(&tenant);
     let graph = async {
-        // The tenant's token first, once: both Graph calls then use the cached token, and a
-        // tenant without GDAP costs one refused token request, not one per call.
+        let state = match gdap.wait_for(Option::is_some).await {
+            Ok(v) => v.clone(),
+            Err(_) => None,
+        };
+        if let Some(refused) = gdap_refusal(&customer, &state) {
+            return Err(refused);
+        }
+        // The tenant's token first, once: both Graph calls then use the cached token.
         ms.session
             .access_token(Resource::Graph, Some(&tenant), false)
             .await?;
         let token = ms.session.token_source(Resource::Graph, Some(&tenant));
-        let g: Arc<GraphClient> = Arc::new(ms.graph.for_tenant(&tenant, token));
+        let g = ms.graph.for_tenant(&tenant, token);
         let (skus, dir) = tokio::join!(g.subscribed_skus(), g.directory_subscriptions());
         Ok(GraphTenant {
             skus: skus?,

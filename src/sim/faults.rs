@@ -397,7 +397,7 @@ pub async fn handle(
             1 => StatusCode::BAD_GATEWAY,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
-        return Ok(server_error(api, status));
+        return Ok(server_error(api, status, spec.retry_after_secs));
     }
 
     let mut held: Option<String> = None;
@@ -747,7 +747,7 @@ fn graph_ru_429(wait: u64, tenant: &str) -> Response<Body> {
 }
 
 /// A 5xx in the API's own shape.
-pub fn server_error(api: SimApi, status: StatusCode) -> Response<Body> {
+pub fn server_error(api: SimApi, status: StatusCode, retry_after: u64) -> Response<Body> {
     let date = chrono::Utc::now().to_rfc3339();
     let body = match api {
         SimApi::Graph => {
@@ -771,7 +771,7 @@ pub fn server_error(api: SimApi, status: StatusCode) -> Response<Body> {
         _ => serde_json::json!({"error": "server error"}),
     };
     let headers: Vec<(&str, String)> = if status == StatusCode::SERVICE_UNAVAILABLE {
-        vec![("retry-after", "1".into())]
+        vec![("retry-after", retry_after.to_string())]
     } else {
         Vec::new()
     };
