@@ -777,6 +777,30 @@ async fn xero_daily_limit_is_reported_at_once_and_not_retried() {
     assert_eq!(seen(&log).len(), 1);
 }
 
+/// Even with a short Retry-After, a daily-limit 429 is final: the window resets hours later.
+#[tokio::test]
+async fn xero_daily_limit_with_a_short_retry_after_is_not_retried() {
+    let (base, log) = serve(|_, _, _| Reply {
+        status: 429,
+        headers: vec![
+            ("retry-after", "1".into()),
+            ("x-rate-limit-problem", "day".into()),
+        ],
+        body: String::new(),
+        delay: Duration::ZERO,
+    })
+    .await;
+    let client = XeroClient::new(
+        Url::parse(&base).unwrap(),
+        http(),
+        Arc::new(StaticToken("tok".into())),
+    );
+    let err = client.contacts(TENANT, None).await.unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::RateLimited { .. }), "{err:?}");
+    assert!(err.to_string().contains("daily limit"), "{err}");
+    assert_eq!(seen(&log).len(), 1);
+}
+
 fn contact(i: usize) -> Value {
     json!({"ContactID":format!("00000000-0000-0000-0000-{i:012}"),"ContactStatus":"ACTIVE","Name":format!("Customer {i}"),
            "IsSupplier":false,"IsCustomer":true,"UpdatedDateUTC":"\\/Date(1714348800000+0000)\\/"})

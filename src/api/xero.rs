@@ -1004,13 +1004,17 @@ impl XeroClient {
         Limits {
             global_concurrency: 10,
             per_key_concurrency: Some(5),
-            per_key_rate: Some((60, Duration::from_secs(60))),
+            // 60 per rolling minute; counted over 61 s because Xero counts from arrival and we
+            // from sending, and uneven latency would otherwise draw a rare 429.
+            per_key_rate: Some((60, Duration::from_secs(61))),
         }
     }
 
     /// `api_base` is [`crate::config::Endpoints::xero_api`] (`https://api.xero.com`).
     pub fn new(api_base: Url, http: reqwest::Client, token: Arc<dyn TokenSource>) -> XeroClient {
-        let core = HttpCore::new(Api::Xero, http, Self::limits(), parse_error).with_token(token);
+        let core = HttpCore::new(Api::Xero, http, Self::limits(), parse_error)
+            .with_token(token)
+            .with_give_up(is_day_limit);
         let accounting = endpoint(&api_base, "api.xro/2.0");
         XeroClient {
             core,
@@ -1434,6 +1438,16 @@ fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// A 429 for the daily limit (§7.8 `X-Rate-Limit-Problem: day`) resets hours later: retrying
+/// it in seconds only spends calls, so the shared HTTP core gives up on it at once.
+fn is_day_limit(status: u16, headers: &HeaderMap) -> bool {
+    status == 429
+        && headers
+            .get("x-rate-limit-problem")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("day"))
 }
 
 fn day_limit_error(retry_after: Option<Duration>) -> ApiError {

@@ -718,7 +718,7 @@ const TRADING_WORDS: [&str; 16] = [
     "Metro", "Urban", "Family", "Premier", "Quality", "Reliable",
 ];
 
-const GIVEN_NAMES: [&str; 64] = [
+pub(crate) const GIVEN_NAMES: [&str; 64] = [
     "Olivia",
     "Jack",
     "Charlotte",
@@ -785,7 +785,7 @@ const GIVEN_NAMES: [&str; 64] = [
     "Cooper",
 ];
 
-const SURNAMES: [&str; 64] = [
+pub(crate) const SURNAMES: [&str; 64] = [
     "Smith",
     "Jones",
     "Williams",

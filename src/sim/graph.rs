@@ -998,46 +998,8 @@ fn user_json(u: &User, usage_location: &str) -> Map<String, Value> {
     }
 }
 
-const GIVEN: &[&str] = &[
-    "Olivia",
-    "Jack",
-    "Charlotte",
-    "Noah",
-    "Amelia",
-    "William",
-    "Isla",
-    "Oliver",
-    "Mia",
-    "Thomas",
-    "Ava",
-    "James",
-    "Grace",
-    "Lucas",
-    "Chloe",
-    "Henry",
-    "Sophie",
-    "Leo",
-    "Ruby",
-    "Ethan",
-    "Zoe",
-    "Liam",
-    "Emily",
-    "Harrison",
-    "Matilda",
-    "Cooper",
-    "Ella",
-    "Archie",
-    "Harper",
-    "Samuel",
-    "Aria",
-    "Hamish",
-];
-const SURNAMES: &[&str] = &[
-    "Smith", "Jones", "Williams", "Brown", "Wilson", "Taylor", "Johnson", "White", "Martin",
-    "Anderson", "Thompson", "Nguyen", "Walker", "Harris", "Lee", "Ryan", "Robinson", "Kelly",
-    "King", "Davis", "Wright", "Evans", "Roberts", "Green", "Hall", "Wood", "Jackson", "Clarke",
-    "Patel", "Khan", "Lewis", "Young",
-];
+// Names for synthetic users come from the generator's lists (one set of names in the sim).
+use super::generate::{GIVEN_NAMES as GIVEN, SURNAMES};
 
 /// FNV-1a: a stable seed from a tenant id (independent of any hasher's randomisation).
 fn seed_of(s: &str) -> u64 {
@@ -1062,8 +1024,8 @@ pub fn customer_users(c: &CustomerTenant) -> Vec<User> {
     let mut seen: HashSet<String> = HashSet::new();
     let mut users = Vec::with_capacity(n);
     for i in 0..n {
-        let given = *rng.pick(GIVEN);
-        let sur = *rng.pick(SURNAMES);
+        let given = *rng.pick(&GIVEN);
+        let sur = *rng.pick(&SURNAMES);
         let mut local = format!("{}.{}", given.to_lowercase(), sur.to_lowercase());
         if !seen.insert(local.clone()) {
             local = format!("{local}{}", i + 1);
