@@ -91,3 +91,326 @@ mod tests {
         assert!(back.get("endpoints").is_some());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Settings and secrets (DESIGN.md §5)
+// ---------------------------------------------------------------------------------------------
+
+use std::path::{Path, PathBuf};
+
+use crate::secret::Secret;
+
+/// The MSP tenant, filled from Graph /organization at sign-in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MicrosoftSettings {
+    pub tenant_id: String,
+    pub tenant_name: String,
+    /// The default verified domain.
+    pub domain: String,
+    /// Who ran the setup (the admin; id_token `oid` and `preferred_username`).
+    pub setup_user_oid: String,
+    pub setup_user_name: String,
+    /// The Entra app (public client) cspsync signs in with.
+    pub client_id: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DistributorSettings {
+    pub account_code: String,
+    pub mpn_id: String,
+    /// When "Test connection" last succeeded (RFC 3339).
+    pub verified_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PartnerCenterSettings {
+    /// When Partner Center was last authorised (RFC 3339).
+    pub authorised_at: Option<String>,
+    pub customers_found: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PsaKindSetting {
+    #[default]
+    None,
+    ConnectWise,
+    Autotask,
+    Xero,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConnectWiseSettings {
+    pub company_id: String,
+    /// The site a technician logs in to, e.g. `api-au.myconnectwise.net`.
+    pub site: String,
+    pub public_key: String,
+    pub client_id: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AutotaskSettings {
+    pub username: String,
+    pub integration_code: String,
+    /// Found by zone discovery.
+    pub zone_url: String,
+    pub zone_name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct XeroSettings {
+    pub client_id: String,
+    pub tenant_id: String,
+    pub tenant_name: String,
+    pub contact_id: String,
+    pub contact_name: String,
+    pub expense_account_code: String,
+    pub revenue_account_code: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PsaSettings {
+    pub kind: PsaKindSetting,
+    pub connectwise: ConnectWiseSettings,
+    pub autotask: AutotaskSettings,
+    pub xero: XeroSettings,
+    pub verified_at: Option<String>,
+}
+
+/// Everything cspsync remembers that is not a secret (`settings.toml`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub microsoft: MicrosoftSettings,
+    pub distributor: DistributorSettings,
+    pub partner_center: PartnerCenterSettings,
+    pub psa: PsaSettings,
+    /// Base URLs; absent means the real hosts.
+    pub endpoints: Option<Endpoints>,
+}
+
+/// The secrets (`secrets.toml`, created 0600; never printed, never logged).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Secrets {
+    pub microsoft_refresh_token: Option<String>,
+    pub dicker_data_access_code: Option<String>,
+    pub connectwise_private_key: Option<String>,
+    pub autotask_secret: Option<String>,
+    pub xero_refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |o: &Option<String>| if o.is_some() { "[set]" } else { "[unset]" };
+        f.debug_struct("Secrets")
+            .field(
+                "microsoft_refresh_token",
+                &set(&self.microsoft_refresh_token),
+            )
+            .field(
+                "dicker_data_access_code",
+                &set(&self.dicker_data_access_code),
+            )
+            .field(
+                "connectwise_private_key",
+                &set(&self.connectwise_private_key),
+            )
+            .field("autotask_secret", &set(&self.autotask_secret))
+            .field("xero_refresh_token", &set(&self.xero_refresh_token))
+            .finish()
+    }
+}
+
+impl Secrets {
+    pub fn get(o: &Option<String>) -> Option<Secret> {
+        o.as_ref().map(|s| Secret::new(s.clone()))
+    }
+}
+
+/// Where settings and secrets live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigDir {
+    pub dir: PathBuf,
+}
+
+pub const SETTINGS_FILE: &str = "settings.toml";
+pub const SECRETS_FILE: &str = "secrets.toml";
+
+impl ConfigDir {
+    /// `--config-dir` / `CSPSYNC_CONFIG_DIR`, else the platform config directory.
+    pub fn resolve(explicit: Option<&Path>) -> Result<ConfigDir, String> {
+        if let Some(d) = explicit {
+            return Ok(ConfigDir {
+                dir: d.to_path_buf(),
+            });
+        }
+        directories::ProjectDirs::from("au", "cspsync", "cspsync")
+            .map(|p| ConfigDir {
+                dir: p.config_dir().to_path_buf(),
+            })
+            .ok_or_else(|| {
+                "cannot find a home directory for the settings; pass --config-dir DIR".to_string()
+            })
+    }
+
+    pub fn settings_path(&self) -> PathBuf {
+        self.dir.join(SETTINGS_FILE)
+    }
+
+    pub fn secrets_path(&self) -> PathBuf {
+        self.dir.join(SECRETS_FILE)
+    }
+
+    /// Where logs go (never the screen).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("cspsync.log")
+    }
+
+    /// Read the settings; a missing file is the empty default (first run).
+    pub fn load_settings(&self) -> Result<Settings, String> {
+        let path = self.settings_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| {
+                format!(
+                    "{} is not valid cspsync settings: {}; fix or delete the file and run the setup again",
+                    path.display(),
+                    e.message()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// Read the secrets, refusing a file others can read (as ssh does with private keys).
+    pub fn load_secrets(&self) -> Result<Secrets, String> {
+        let path = self.secrets_path();
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Secrets::default()),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(format!(
+                    "{} can be read by other users (mode {mode:o}); cspsync will not use it. Run: chmod 600 {}",
+                    path.display(),
+                    path.display()
+                ));
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = meta;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| {
+            format!(
+                "{} is not a valid cspsync secrets file: {}; delete it and sign in again",
+                path.display(),
+                e.message()
+            )
+        })
+    }
+
+    /// Write the settings atomically (a temporary file renamed over the old one: never a
+    /// half-written file).
+    pub fn save_settings(&self, s: &Settings) -> Result<(), String> {
+        let text =
+            toml::to_string_pretty(s).map_err(|e| format!("cannot write the settings: {e}"))?;
+        write_atomic(&self.dir, &self.settings_path(), text.as_bytes(), 0o644)
+    }
+
+    /// Write the secrets atomically, created 0600 before any byte is written.
+    pub fn save_secrets(&self, s: &Secrets) -> Result<(), String> {
+        let text =
+            toml::to_string_pretty(s).map_err(|e| format!("cannot write the secrets: {e}"))?;
+        write_atomic(&self.dir, &self.secrets_path(), text.as_bytes(), 0o600)
+    }
+}
+
+fn write_atomic(dir: &Path, path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".cspsync-")
+        .tempfile_in(dir)
+        .map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // tempfile creates 0600; widen only where asked (settings), before writing.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("cannot set permissions in {}: {e}", dir.display()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| format!("cannot write {}: {}", path.display(), e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod persistence_tests {
+    use super::*;
+
+    #[test]
+    fn settings_and_secrets_round_trip_with_safe_permissions() {
+        let d = tempfile::tempdir().unwrap();
+        let c = ConfigDir {
+            dir: d.path().join("cfg"),
+        };
+        assert_eq!(c.load_settings().unwrap(), Settings::default());
+        assert_eq!(c.load_secrets().unwrap(), Secrets::default());
+        let mut s = Settings::default();
+        s.distributor.account_code = "325026".into();
+        s.psa.kind = PsaKindSetting::Xero;
+        c.save_settings(&s).unwrap();
+        assert_eq!(c.load_settings().unwrap(), s);
+        let sec = Secrets {
+            dicker_data_access_code: Some("237082ED".into()),
+            ..Secrets::default()
+        };
+        c.save_secrets(&sec).unwrap();
+        assert_eq!(c.load_secrets().unwrap(), sec);
+        assert!(!format!("{sec:?}").contains("237082ED"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(c.secrets_path())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600);
+            std::fs::set_permissions(c.secrets_path(), std::fs::Permissions::from_mode(0o644))
+                .unwrap();
+            let e = c.load_secrets().unwrap_err();
+            assert!(e.contains("chmod 600"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_broken_settings_file_is_explained() {
+        let d = tempfile::tempdir().unwrap();
+        let c = ConfigDir {
+            dir: d.path().to_path_buf(),
+        };
+        std::fs::write(c.settings_path(), "[psa\nkind = 3").unwrap();
+        let e = c.load_settings().unwrap_err();
+        assert!(e.contains("not valid cspsync settings"), "{e}");
+    }
+}
