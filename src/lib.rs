@@ -13,3 +13,4 @@ pub mod engine;
 pub mod run;
 pub mod secret;
 pub mod sim;
+pub mod tui;

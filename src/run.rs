@@ -23,7 +23,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Some(Command::Bench(BenchCommand::Fetch(args))) => {
             rt.block_on(bench_fetch(&cli.world, args))
         }
-        None => Err("no command given; try `cspsync sim` or `cspsync --help`".into()),
+        None => rt.block_on(tui_main(&cli)),
     }
 }
 
@@ -223,5 +223,118 @@ async fn bench_fetch(world_args: &WorldArgs, args: BenchFetchArgs) -> Result<Exi
         opts.customers, opts.seed, args.latency_ms
     );
     bench::run(&opts, |r| print!("{}", r.render())).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Colours unless `--no-color` or NO_COLOR (set and not empty, no-color.org).
+pub fn use_color(no_color_flag: bool) -> bool {
+    !no_color_flag && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Logs go to a file, never to the screen.
+fn init_file_log(path: &std::path::Path) {
+    use tracing_subscriber::EnvFilter;
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    else {
+        return;
+    };
+    let filter = EnvFilter::try_from_env("CSPSYNC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// The demo's setup: the sim's endpoints, and what a technician would type from the world's
+/// credentials (the steps are done only once each is tested in the app).
+pub fn demo_setup(world: &World, urls: &sim::Urls) -> Result<crate::tui::app::Setup, String> {
+    use crate::config::{PsaKindSetting, Secrets, Settings};
+    let endpoints = Endpoints::from_sim(urls).map_err(|e| format!("bad sim URL: {e}"))?;
+    let mut s = Settings {
+        endpoints: Some(endpoints),
+        ..Settings::default()
+    };
+    s.microsoft.client_id = world.app.client_id.clone();
+    s.distributor.account_code = world.dicker_data.account_code.clone();
+    s.distributor.mpn_id = world.msp.mpn_id.clone();
+    s.psa.kind = PsaKindSetting::None;
+    let cw = &world.connectwise;
+    s.psa.connectwise.company_id = cw.company_id.clone();
+    s.psa.connectwise.site = "api-au.myconnectwise.net".into();
+    s.psa.connectwise.public_key = cw.public_key.clone();
+    s.psa.connectwise.client_id = cw.client_ids.first().cloned().unwrap_or_default();
+    let at = &world.autotask;
+    s.psa.autotask.username = at.username.clone();
+    s.psa.autotask.integration_code = at.integration_codes.first().cloned().unwrap_or_default();
+    s.psa.xero.client_id = world.app.xero_client_id.clone();
+    let secrets = Secrets {
+        dicker_data_access_code: Some(world.dicker_data.access_code.clone()),
+        connectwise_private_key: Some(cw.private_key.clone()),
+        autotask_secret: Some(at.secret.clone()),
+        ..Secrets::default()
+    };
+    Ok(crate::tui::app::Setup {
+        settings: s,
+        secrets,
+    })
+}
+
+async fn tui_main(cli: &Cli) -> Result<ExitCode, String> {
+    use crate::config::ConfigDir;
+    use crate::tui::app::{App, Setup};
+    use crate::tui::runner::{Demo, Services};
+    let theme = crate::tui::theme::Theme::new(use_color(cli.no_color));
+    if cli.demo {
+        // A throw-away directory: the demo never touches the real settings.
+        let tmp =
+            tempfile::tempdir().map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+        let config = ConfigDir {
+            dir: tmp.path().to_path_buf(),
+        };
+        init_file_log(&config.log_path());
+        let world = build_world(&cli.world)?;
+        let mut faults = fault_spec(&cli.world)?;
+        // The person at the "browser" approves the device code after a few seconds.
+        faults.auto_approve_secs.get_or_insert(3);
+        let handle = sim::start(
+            world.clone(),
+            faults,
+            "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
+        )
+        .await
+        .map_err(|e| format!("cannot start the simulated world: {e}"))?;
+        let urls = handle.urls();
+        let setup = demo_setup(&world, &urls)?;
+        let ctx = crate::connect::Context::new(&setup.settings);
+        let services = Services::new(
+            ctx,
+            config,
+            Some(Demo {
+                control: urls.control.clone(),
+            }),
+        );
+        crate::tui::run(App::new(setup, true), services, theme).await?;
+        drop(handle);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = ConfigDir::resolve(cli.config_dir.as_deref())?;
+    let settings = config.load_settings()?;
+    let secrets = config.load_secrets()?;
+    init_file_log(&config.log_path());
+    let ctx = crate::connect::Context::new(&settings);
+    let services = Services::new(ctx, config, None);
+    crate::tui::run(
+        App::new(Setup { settings, secrets }, false),
+        services,
+        theme,
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }

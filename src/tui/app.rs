@@ -1,0 +1,327 @@
+//! The app's state and its pure update function (DESIGN.md §3 action loop): every key and every
+//! background result is a [`Msg`]; [`update`] changes the state and returns [`Effect`]s, which
+//! the runner turns into background tasks whose results come back as messages.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use crate::config::{Secrets, Settings};
+
+use super::panes::{Hint, Step, distributor, later, partner, psa, signin};
+
+/// The tabs, in wizard order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tab {
+    SignIn,
+    Distributor,
+    PartnerCenter,
+    Psa,
+    Users,
+    Reconcile,
+    Sync,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 7] = [
+        Tab::SignIn,
+        Tab::Distributor,
+        Tab::PartnerCenter,
+        Tab::Psa,
+        Tab::Users,
+        Tab::Reconcile,
+        Tab::Sync,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::SignIn => "Sign in",
+            Tab::Distributor => "Distributor",
+            Tab::PartnerCenter => "Partner Center",
+            Tab::Psa => "PSA",
+            Tab::Users => "Users",
+            Tab::Reconcile => "Reconcile",
+            Tab::Sync => "Sync",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)
+    }
+
+    pub fn next(self) -> Tab {
+        Tab::ALL[(self.index() + 1) % Tab::ALL.len()]
+    }
+
+    pub fn prev(self) -> Tab {
+        Tab::ALL[(self.index() + Tab::ALL.len() - 1) % Tab::ALL.len()]
+    }
+}
+
+/// What the setup has produced so far: written by the panes, persisted by [`Effect::Save`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Setup {
+    pub settings: Settings,
+    pub secrets: Secrets,
+}
+
+/// A popup over the panes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Modal {
+    Help,
+    ConfirmQuit,
+    /// A fatal problem: shown, then any key quits.
+    Fatal(String),
+}
+
+/// A line at the bottom: the outcome of the last action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub text: String,
+    pub error: bool,
+}
+
+/// Everything the screen shows.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub tab: Tab,
+    pub setup: Setup,
+    pub signin: signin::State,
+    pub distributor: distributor::State,
+    pub partner: partner::State,
+    pub psa: psa::State,
+    pub modal: Option<Modal>,
+    pub notice: Option<Notice>,
+    pub demo: bool,
+    pub quit: bool,
+}
+
+/// Inputs: keys, terminal events, background results.
+#[derive(Debug, Clone)]
+pub enum Msg {
+    Key(KeyEvent),
+    Resize,
+    /// Once a second while something counts down.
+    Tick,
+    SignIn(signin::Msg),
+    Distributor(distributor::Msg),
+    Partner(partner::Msg),
+    Psa(psa::Msg),
+    /// The settings/secrets were written (or not).
+    Saved(Result<(), String>),
+    /// A background task panicked or the runtime failed: show it, then quit.
+    Fatal(String),
+}
+
+/// Outputs: work for the runner.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    SignIn(signin::Cmd),
+    Distributor(distributor::Cmd),
+    Partner(partner::Cmd),
+    Psa(psa::Cmd),
+    /// Persist `setup` (settings and secrets).
+    Save(Box<Setup>),
+}
+
+impl App {
+    /// A new app over saved settings: resumes at the first step not done yet.
+    pub fn new(setup: Setup, demo: bool) -> App {
+        let mut app = App {
+            tab: Tab::SignIn,
+            signin: signin::State::new(&setup),
+            distributor: distributor::State::new(&setup),
+            partner: partner::State::new(&setup),
+            psa: psa::State::new(&setup),
+            setup,
+            modal: None,
+            notice: None,
+            demo,
+            quit: false,
+        };
+        app.tab = app.first_open_step();
+        app
+    }
+
+    /// The first wizard step not done, or Sign in when all are.
+    pub fn first_open_step(&self) -> Tab {
+        [Tab::SignIn, Tab::Distributor, Tab::PartnerCenter, Tab::Psa]
+            .into_iter()
+            .find(|t| self.status(*t) != Step::Done)
+            .unwrap_or(Tab::SignIn)
+    }
+
+    pub fn status(&self, tab: Tab) -> Step {
+        match tab {
+            Tab::SignIn => signin::status(&self.signin, &self.setup),
+            Tab::Distributor => distributor::status(&self.distributor, &self.setup),
+            Tab::PartnerCenter => partner::status(&self.partner, &self.setup),
+            Tab::Psa => psa::status(&self.psa, &self.setup),
+            Tab::Users | Tab::Reconcile | Tab::Sync => Step::Later,
+        }
+    }
+
+    /// A form has focus: keys go to it, not to tab switching.
+    pub fn editing(&self) -> bool {
+        match self.tab {
+            Tab::SignIn => signin::editing(&self.signin),
+            Tab::Distributor => distributor::editing(&self.distributor),
+            Tab::PartnerCenter => partner::editing(&self.partner),
+            Tab::Psa => psa::editing(&self.psa),
+            _ => false,
+        }
+    }
+
+    /// Changes typed but not yet saved by completing a step.
+    pub fn unsaved(&self) -> bool {
+        signin::unsaved(&self.signin)
+            || distributor::unsaved(&self.distributor)
+            || partner::unsaved(&self.partner)
+            || psa::unsaved(&self.psa)
+    }
+
+    /// The keys valid right now (the footer).
+    pub fn hints(&self) -> Vec<Hint> {
+        if let Some(m) = &self.modal {
+            return match m {
+                Modal::Help => vec![Hint::new("any key", "close")],
+                Modal::ConfirmQuit => vec![
+                    Hint::new("y", "quit without saving"),
+                    Hint::new("n/Esc", "stay"),
+                ],
+                Modal::Fatal(_) => vec![Hint::new("any key", "quit")],
+            };
+        }
+        let mut h = match self.tab {
+            Tab::SignIn => signin::hints(&self.signin),
+            Tab::Distributor => distributor::hints(&self.distributor),
+            Tab::PartnerCenter => partner::hints(&self.partner),
+            Tab::Psa => psa::hints(&self.psa),
+            _ => later::hints(),
+        };
+        if !self.editing() {
+            h.push(Hint::new("1-7/Tab", "switch tab"));
+            h.push(Hint::new("?", "help"));
+            h.push(Hint::new("q", "quit"));
+        }
+        h
+    }
+
+    /// Whether a second-by-second tick is needed (a countdown on screen).
+    pub fn wants_tick(&self) -> bool {
+        signin::wants_tick(&self.signin)
+    }
+
+    fn request_quit(&mut self) {
+        if self.unsaved() {
+            self.modal = Some(Modal::ConfirmQuit);
+        } else {
+            self.quit = true;
+        }
+    }
+}
+
+/// Apply one message. Pure: no I/O, no clock beyond what the message carries. When the
+/// current step completes, the wizard moves on to the next open one.
+pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
+    let tab = app.tab;
+    let before = app.status(tab);
+    let effects = apply(app, msg);
+    if before != Step::Done && app.tab == tab && app.status(tab) == Step::Done {
+        app.tab = app.first_open_step();
+        if app.status(app.tab) == Step::Done {
+            // Everything is done: stay where the person is.
+            app.tab = tab;
+        }
+    }
+    effects
+}
+
+fn apply(app: &mut App, msg: Msg) -> Vec<Effect> {
+    match msg {
+        Msg::Key(key) => on_key(app, key),
+        Msg::Resize => Vec::new(),
+        Msg::Tick => signin::on_tick(&mut app.signin),
+        Msg::SignIn(m) => signin::on_msg(&mut app.signin, &mut app.setup, m),
+        Msg::Distributor(m) => distributor::on_msg(&mut app.distributor, &mut app.setup, m),
+        Msg::Partner(m) => partner::on_msg(&mut app.partner, &mut app.setup, m),
+        Msg::Psa(m) => psa::on_msg(&mut app.psa, &mut app.setup, m),
+        Msg::Saved(r) => {
+            app.notice = Some(match r {
+                Ok(()) => Notice {
+                    text: "Saved.".into(),
+                    error: false,
+                },
+                Err(e) => Notice {
+                    text: format!("Not saved: {e}"),
+                    error: true,
+                },
+            });
+            Vec::new()
+        }
+        Msg::Fatal(e) => {
+            app.modal = Some(Modal::Fatal(e));
+            Vec::new()
+        }
+    }
+}
+
+fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
+    if key.kind == KeyEventKind::Release {
+        return Vec::new();
+    }
+    let ctrl_c = key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+    if let Some(modal) = &app.modal {
+        match modal {
+            Modal::Help => app.modal = None,
+            Modal::Fatal(_) => app.quit = true,
+            Modal::ConfirmQuit => match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => app.quit = true,
+                _ if ctrl_c => app.quit = true,
+                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => app.modal = None,
+                _ => {}
+            },
+        }
+        return Vec::new();
+    }
+    if ctrl_c {
+        app.request_quit();
+        return Vec::new();
+    }
+    if app.editing() {
+        return pane_key(app, key);
+    }
+    match key.code {
+        KeyCode::Char('q') => {
+            app.request_quit();
+            Vec::new()
+        }
+        KeyCode::Char('?') => {
+            app.modal = Some(Modal::Help);
+            Vec::new()
+        }
+        KeyCode::Char(c @ '1'..='7') => {
+            let i = (c as usize) - ('1' as usize);
+            app.tab = Tab::ALL[i];
+            Vec::new()
+        }
+        KeyCode::Tab => {
+            app.tab = app.tab.next();
+            Vec::new()
+        }
+        KeyCode::BackTab => {
+            app.tab = app.tab.prev();
+            Vec::new()
+        }
+        _ => pane_key(app, key),
+    }
+}
+
+fn pane_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
+    app.notice = None;
+    match app.tab {
+        Tab::SignIn => signin::on_key(&mut app.signin, &mut app.setup, key),
+        Tab::Distributor => distributor::on_key(&mut app.distributor, &mut app.setup, key),
+        Tab::PartnerCenter => partner::on_key(&mut app.partner, &mut app.setup, key),
+        Tab::Psa => psa::on_key(&mut app.psa, &mut app.setup, key),
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,53 @@
+//! One module per tab. Each pane module has the same shape, so panes are built side by side:
+//!
+//! - `State` (`new(&Setup)`), `Msg` (its background results), `Cmd` (its background work);
+//! - `on_key(&mut State, &mut Setup, KeyEvent) -> Vec<Effect>` and
+//!   `on_msg(&mut State, &mut Setup, Msg) -> Vec<Effect>`: pure;
+//! - `editing(&State) -> bool` (a text field has the keys), `unsaved(&State) -> bool`,
+//!   `status(&State, &Setup) -> Step`, `hints(&State) -> Vec<Hint>`;
+//! - `render(&State, &Setup, &Theme, &mut Frame, Rect)`;
+//! - `run(Cmd, Arc<Services>, Sender<app::Msg>)`: the I/O, spawned by the runner;
+//! - `Runtime`: what the pane's background work keeps between commands (in `Services`).
+//!
+//! Background results carry the generation of the command that asked for them; a pane drops
+//! a result whose generation is not its current one (a stale answer never overwrites a newer).
+
+pub mod distributor;
+pub mod later;
+pub mod partner;
+pub mod psa;
+pub mod signin;
+
+/// A wizard step's state, shown in its tab title.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    ToDo,
+    Busy,
+    Done,
+    /// A tab built by a later version.
+    Later,
+}
+
+impl Step {
+    pub fn mark(self) -> &'static str {
+        match self {
+            Step::Done => "✓",
+            Step::Busy => "…",
+            Step::ToDo => "•",
+            Step::Later => " ",
+        }
+    }
+}
+
+/// One key hint: `key` and what it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hint {
+    pub key: &'static str,
+    pub action: &'static str,
+}
+
+impl Hint {
+    pub const fn new(key: &'static str, action: &'static str) -> Hint {
+        Hint { key, action }
+    }
+}
