@@ -8,6 +8,7 @@ pub mod app;
 pub mod panes;
 pub mod render;
 pub mod runner;
+pub mod testing;
 pub mod text;
 pub mod theme;
 pub mod widgets;
