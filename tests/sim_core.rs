@@ -269,3 +269,61 @@ async fn http_core_gives_up_when_told() {
     assert!(matches!(err.kind, ErrorKind::RateLimited { .. }), "{err:?}");
     assert_eq!(core.stats().attempts, 1);
 }
+
+/// The sim counts a request against Xero's 5-concurrent limit for as long as it is being
+/// answered (latency included), releases the slot when the client goes away mid-request, and
+/// the limit is per organisation.
+#[tokio::test]
+async fn concurrency_limits_hold_for_the_whole_request_and_release_on_disconnect() {
+    let sim = start("latency=300ms").await;
+    let url = format!("{}/api.xro/2.0/Contacts", sim.urls().xero_api);
+    let http = reqwest::Client::new();
+    // Seven at once for one organisation: two are refused as `concurrent` (§7.8).
+    let mut tasks = Vec::new();
+    for _ in 0..7 {
+        let (http, url) = (http.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = http
+                .get(url)
+                .header("xero-tenant-id", "org-1")
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.headers()
+                    .get("x-rate-limit-problem")
+                    .map(|v| v.to_str().unwrap().to_string()),
+            )
+        }));
+    }
+    let mut refused = 0;
+    for t in tasks {
+        let (status, problem) = t.await.unwrap();
+        if status == 429 {
+            assert_eq!(problem.as_deref(), Some("concurrent"));
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 2);
+    // Clients that give up mid-request do not keep their slots.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    for _ in 0..10 {
+        let _ = impatient
+            .get(&url)
+            .header("xero-tenant-id", "org-2")
+            .send()
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let r = http
+        .get(&url)
+        .header("xero-tenant-id", "org-2")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 429, "a slot leaked");
+}

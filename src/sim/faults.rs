@@ -378,19 +378,22 @@ pub async fn handle(
     let layer = &sim.faults;
     layer.record(&key, |s| s.calls += 1);
 
-    let latency = rates.latency_ms.unwrap_or(0) + layer.jitter(rates.jitter_ms.unwrap_or(0));
-    if latency > 0 {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
-    }
+    let latency = Duration::from_millis(
+        rates.latency_ms.unwrap_or(0) + layer.jitter(rates.jitter_ms.unwrap_or(0)),
+    );
+    // Injected failures come after the same latency as a real answer would.
     if layer.roll(rates.rate_drop) {
+        tokio::time::sleep(latency).await;
         layer.record(&key, |s| s.dropped += 1);
         return Err(Dropped);
     }
     if layer.roll(rates.rate_429) {
+        tokio::time::sleep(latency).await;
         layer.record(&key, |s| s.throttled += 1);
         return Ok(throttled(api, spec.retry_after_secs, "injected"));
     }
     if layer.roll(rates.rate_5xx) {
+        tokio::time::sleep(latency).await;
         layer.record(&key, |s| s.server_errors += 1);
         let status = match layer.jitter(2) {
             0 => StatusCode::INTERNAL_SERVER_ERROR,
@@ -400,24 +403,28 @@ pub async fn handle(
         return Ok(server_error(api, status, spec.retry_after_secs));
     }
 
-    let mut held: Option<String> = None;
+    // The vendor counts a request from its arrival until its answer: take the concurrency
+    // slot first, then spend the latency holding it (a real server is busy for that time).
+    let mut _held: Option<InFlight> = None;
     let mut extra_headers: Vec<(&'static str, String)> = Vec::new();
     if spec.vendor_limits {
         match vendor_limit(&sim, api, &req, &mut extra_headers) {
-            LimitOutcome::Go(h) => held = h,
+            LimitOutcome::Go(h) => {
+                _held = h.map(|key| InFlight {
+                    sim: sim.clone(),
+                    key,
+                })
+            }
             LimitOutcome::Refuse(resp) => {
+                tokio::time::sleep(latency).await;
                 layer.record(&key, |s| s.throttled += 1);
                 return Ok(resp);
             }
         }
     }
+    tokio::time::sleep(latency).await;
     let mut resp = call(app, req).await;
-    if let Some(k) = held {
-        let mut l = layer.limits.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = l.in_flight.get_mut(&k) {
-            *n = n.saturating_sub(1);
-        }
-    }
+    drop(_held);
     for (name, value) in extra_headers {
         if let Ok(v) = HeaderValue::from_str(&value) {
             resp.headers_mut().insert(name, v);
@@ -431,6 +438,27 @@ pub async fn handle(
         _ => {}
     });
     Ok(resp)
+}
+
+/// One request counted against a concurrency limit; released when dropped, so a request whose
+/// client went away mid-way (hyper drops the future) does not hold the slot for ever.
+struct InFlight {
+    sim: Sim,
+    key: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut l = self
+            .sim
+            .faults
+            .limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = l.in_flight.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 async fn call(app: Router, req: Request<Incoming>) -> Response<Body> {
