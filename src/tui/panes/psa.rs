@@ -85,6 +85,21 @@ pub enum Field {
 }
 
 impl Field {
+    /// The field's name inside a sentence.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Field::CwCompany => "company id",
+            Field::CwSite => "site",
+            Field::CwPublicKey => "public key",
+            Field::CwPrivateKey => "private key",
+            Field::CwClientId => "client id",
+            Field::AtUser => "API user",
+            Field::AtSecret => "secret",
+            Field::AtCode => "integration code",
+            Field::XeroPaste => "pasted address",
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Field::CwCompany => "Company id",
@@ -168,10 +183,10 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn failed(e: &ApiError, blame: Vec<Field>) -> Outcome {
+    fn failed(kind: Kind, e: &ApiError, blame: Vec<Field>) -> Outcome {
         Outcome::Failed {
             error: e.to_string(),
-            hint: e.hint().to_string(),
+            hint: hint_for(kind, e, &blame),
             blame,
         }
     }
@@ -530,42 +545,34 @@ pub fn validate(field: Field, value: &str) -> Option<&'static str> {
     let spaced = v.chars().any(char::is_whitespace);
     match field {
         Field::CwCompany if v.is_empty() => {
-            Some("Required: the company id you type on the ConnectWise login page.")
+            Some("Required: the company you log in to ConnectWise as.")
         }
         Field::CwCompany if spaced || v.contains(['+', ':']) => {
-            Some("A company id has no spaces, '+' or ':'; type the one from the login page.")
+            Some("No spaces, '+' or ':': type the company from the login page.")
         }
-        Field::CwSite if v.is_empty() => {
-            Some("Required: the site you log in to, e.g. api-au.myconnectwise.net.")
-        }
+        Field::CwSite if v.is_empty() => Some("Required: the site, e.g. api-au.myconnectwise.net."),
         Field::CwSite if spaced || crate::api::connectwise::base_from_site(v).is_err() => {
-            Some("Not a site address: type the host you log in to, e.g. api-au.myconnectwise.net.")
+            Some("Not a site address: type e.g. api-au.myconnectwise.net.")
         }
         Field::CwPublicKey | Field::CwPrivateKey if v.is_empty() => {
-            Some("Required: from System → Members → API Members → API Keys.")
+            Some("Required: see System → Members → API Members.")
         }
         Field::CwPublicKey | Field::CwPrivateKey if spaced => {
-            Some("A key has no spaces: copy it again from the API key's page.")
+            Some("A key has no spaces: copy it again from the API key.")
         }
         Field::CwClientId if v.is_empty() => {
-            Some("Required: your clientId (a GUID) from developer.connectwise.com.")
+            Some("Required: a GUID from developer.connectwise.com.")
         }
-        Field::CwClientId if !is_guid(v) => Some(
-            "A client id is a GUID: 8-4-4-4-12 hex digits, e.g. 3f2a9c1e-0b4d-4e8f-9a7c-5d6e1f2a3b4c.",
-        ),
-        Field::AtUser if v.is_empty() => {
-            Some("Required: the API user's login name, an e-mail address.")
+        Field::CwClientId if !is_guid(v) => {
+            Some("Not a GUID: type 8-4-4-4-12 hex digits with the dashes.")
         }
+        Field::AtUser if v.is_empty() => Some("Required: the API user's login name (an e-mail)."),
         Field::AtUser if !is_email(v) => {
-            Some("The API user's login name is an e-mail address, e.g. cspsync@yourmsp.com.au.")
+            Some("Not an e-mail address: type e.g. api@yourmsp.com.au.")
         }
-        Field::AtSecret if v.is_empty() => Some("Required: the API user's password (its Key)."),
-        Field::AtCode if v.is_empty() => {
-            Some("Required: the API Tracking Identifier on the API user's Security tab.")
-        }
-        Field::AtCode if spaced => {
-            Some("An integration code has no spaces: copy it again from the API user.")
-        }
+        Field::AtSecret if v.is_empty() => Some("Required: the API user's password."),
+        Field::AtCode if v.is_empty() => Some("Required: the API user's API Tracking Identifier."),
+        Field::AtCode if spaced => Some("No spaces: copy it again from the API user."),
         _ => None,
     }
 }
@@ -1066,20 +1073,34 @@ fn blame_at(e: &ApiError) -> Vec<Field> {
     }
 }
 
-/// The sentence naming the fields to check.
+/// The sentence naming the fields to check (they are also marked ✗).
 pub fn blame_sentence(kind: Kind, blame: &[Field]) -> Option<String> {
     if blame.is_empty() {
         return None;
     }
-    let names: Vec<String> = blame.iter().map(|f| f.label().to_lowercase()).collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let names: Vec<&str> = blame.iter().map(|f| f.noun()).collect();
     let what = join_words(&names);
     Some(match (kind, blame) {
-        (Kind::Autotask, [Field::AtUser]) => format!(
-            "Autotask knows no API user by that name: check the {what} (the API user's login name)."
-        ),
-        _ => format!("Check the {what}: {} did not accept them.", kind.title()),
+        (Kind::Autotask, [Field::AtUser]) => {
+            "Autotask knows no API user by that name: check the API user (✗).".to_string()
+        }
+        _ => format!("✗ marks what to check: the {what}."),
     })
+}
+
+/// What to do next: the error's own hint, or a better one where the pane knows more.
+fn hint_for(kind: Kind, e: &ApiError, blame: &[Field]) -> String {
+    match (kind, &e.kind) {
+        (Kind::Autotask, _) if blame == [Field::AtUser] => {
+            "Type the API user's login name exactly as Autotask shows it (an e-mail address)."
+                .into()
+        }
+        (Kind::Xero, ErrorKind::OAuth) if e.code.as_deref() != Some("invalid_grant") => {
+            "Authenticate again: sign in with a Xero user who can grant application access, and allow cspsync."
+                .into()
+        }
+        _ => e.hint().to_string(),
+    }
 }
 
 pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
@@ -1103,7 +1124,7 @@ pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
                     vec![Effect::Save(Box::new(setup.clone()))]
                 }
                 Err(e) => {
-                    s.cw.outcome = Outcome::failed(&e, blame_cw(&e));
+                    s.cw.outcome = Outcome::failed(Kind::ConnectWise, &e, blame_cw(&e));
                     Vec::new()
                 }
             }
@@ -1131,7 +1152,7 @@ pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
                     vec![Effect::Save(Box::new(setup.clone()))]
                 }
                 Err(e) => {
-                    s.at.outcome = Outcome::failed(&e, blame_at(&e));
+                    s.at.outcome = Outcome::failed(Kind::Autotask, &e, blame_at(&e));
                     Vec::new()
                 }
             }
@@ -1310,7 +1331,7 @@ fn xero_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
                 x.paste_sent = false;
             }
             x.loading = false;
-            x.outcome = Outcome::failed(&error, Vec::new());
+            x.outcome = Outcome::failed(Kind::Xero, &error, Vec::new());
             if signing_in {
                 s.editing = false;
                 s.focus_row(Row::Button(Button::XeroAuthenticate));

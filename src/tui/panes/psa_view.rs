@@ -439,10 +439,14 @@ pub fn render(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: 
     let mut pieces = build(s, setup, theme, w);
     let total = |p: &[Piece]| p.iter().map(|x| u32::from(x.height())).sum::<u32>();
     if total(&pieces) > u32::from(area.height) {
-        pieces.retain(|p| !matches!(p, Piece::Spacer));
+        // The note at the bottom goes first (with the blank line before it), then the
+        // blank lines.
+        if let Some(i) = pieces.iter().position(|p| matches!(p, Piece::Help(_))) {
+            pieces.truncate(i.saturating_sub(1));
+        }
     }
     if total(&pieces) > u32::from(area.height) {
-        pieces.retain(|p| !matches!(p, Piece::Help(_)));
+        pieces.retain(|p| !matches!(p, Piece::Spacer));
     }
     let focused = s.focused();
     let bottom = area.y.saturating_add(area.height);
