@@ -1539,3 +1539,41 @@ async fn run_xero_cancel_ends_the_wait_quietly() {
         psa::Msg::XeroPasteRejected { .. }
     ));
 }
+
+#[test]
+fn xero_answers_never_take_the_keys_from_another_form() {
+    let mut app = app_with(filled());
+    choose(&mut app, Kind::Xero);
+    go(&mut app, Row::Button(Button::XeroAuthenticate));
+    let effects = press(&mut app, KeyCode::Enter);
+    let [Cmd::XeroStart { generation, .. }] = psa_cmds(&effects).as_slice() else {
+        panic!()
+    };
+    let generation = *generation;
+    // While the browser is open, the person goes back to ConnectWise and edits a field.
+    choose(&mut app, Kind::ConnectWise);
+    go(&mut app, Row::Field(Field::CwCompany));
+    press(&mut app, KeyCode::Enter);
+    send(
+        &mut app,
+        Msg::Psa(psa::Msg::XeroTenants {
+            generation,
+            tenants: tenants(),
+            refresh: Secret::new(REFRESH),
+        }),
+    );
+    type_text(&mut app, "x");
+    assert_eq!(app.psa.cw.value(Field::CwCompany), format!("{COMPANY}x"));
+    press(&mut app, KeyCode::Esc);
+    assert!(!app.editing());
+    // Back on Xero the organisations wait to be chosen.
+    choose(&mut app, Kind::Xero);
+    assert_eq!(app.psa.xero.phase, XeroPhase::Choosing);
+    go(&mut app, Row::Picker(PickerId::Tenant));
+    press(&mut app, KeyCode::Enter);
+    let effects = press(&mut app, KeyCode::Enter);
+    assert!(matches!(
+        psa_cmds(&effects).as_slice(),
+        [Cmd::XeroLoad { tenant_id, .. }] if tenant_id == "t-au"
+    ));
+}

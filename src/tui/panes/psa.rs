@@ -719,7 +719,9 @@ fn move_focus(s: &mut State, down: bool) {
 
 pub fn on_key(s: &mut State, setup: &mut Setup, key: KeyEvent) -> Vec<Effect> {
     s.focus = s.focus.min(rows(s).len().saturating_sub(1));
-    if let Some(id) = s.xero.open_picker() {
+    if s.kind == Kind::Xero
+        && let Some(id) = s.xero.open_picker()
+    {
         return picker_key(s, id, key);
     }
     if s.editing {
@@ -1246,7 +1248,8 @@ fn xero_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
             let mut effects = effects;
             if pre.is_some() {
                 effects.extend(load_lists(s));
-            } else {
+            } else if s.kind == Kind::Xero && !s.editing {
+                // The person is on this form: open the list of organisations for them.
                 s.focus_row(Row::Picker(PickerId::Tenant));
                 s.xero.tenants.open();
             }
@@ -1347,7 +1350,7 @@ fn xero_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
 // ---------------------------------------------------------------------------------------------
 
 pub fn editing(s: &State) -> bool {
-    s.editing || s.xero.open_picker().is_some()
+    s.editing || (s.kind == Kind::Xero && s.xero.open_picker().is_some())
 }
 
 pub fn unsaved(s: &State) -> bool {
@@ -1400,7 +1403,7 @@ pub fn status(s: &State, setup: &Setup) -> Step {
 }
 
 pub fn hints(s: &State) -> Vec<Hint> {
-    if s.xero.open_picker().is_some() {
+    if s.kind == Kind::Xero && s.xero.open_picker().is_some() {
         return vec![
             Hint::new("↑↓", "move"),
             Hint::new("type", "filter"),

@@ -322,6 +322,9 @@ async fn xero_sign_in(
         rt.client = None;
         rt.session = None;
     }
+    // The address holds no secret (state and PKCE challenge are public by design, §7.1); in
+    // the log it can be copied in one piece.
+    tracing::info!(url = %request.url(), "Xero sign-in: waiting for the browser");
     send(
         tx,
         Msg::XeroWaiting {

@@ -500,16 +500,21 @@ pub fn render(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: 
     }
     if let Some((id, row_y)) = picker_at {
         let below = row_y.saturating_add(1);
+        // Room for every item (borders and the filter line add 3), at most to the bottom.
+        let want = u16::try_from(s.xero.picker(id).items.len())
+            .unwrap_or(u16::MAX)
+            .saturating_add(3)
+            .clamp(6, 20);
         let mut list = Rect {
             x: area.x,
             y: below,
             width: area.width.min(VALUE_MAX + GUTTER + LABEL + 4),
-            height: bottom.saturating_sub(below),
+            height: bottom.saturating_sub(below).min(want),
         };
         if list.height < 6 {
             // Too little room below the row: use the whole pane.
             list.y = area.y;
-            list.height = area.height;
+            list.height = area.height.min(want);
         }
         // Nothing of the form shows through beside the list.
         frame.render_widget(
