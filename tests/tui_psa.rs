@@ -1494,10 +1494,53 @@ async fn run_xero_pasted_redirect_url() {
         }
         other => panic!("{other:?}"),
     }
-    match run_one(&sim, Cmd::XeroSave { generation }).await {
-        psa::Msg::XeroSaved { refresh, .. } => assert!(!refresh.expose().is_empty()),
+    let saved_refresh = match run_one(&sim, Cmd::XeroSave { generation }).await {
+        psa::Msg::XeroSaved { refresh, .. } => refresh,
+        other => panic!("{other:?}"),
+    };
+    assert!(!saved_refresh.expose().is_empty());
+
+    // A later start resumes from the saved refresh token (a fresh runtime, as after a
+    // restart): the token rotates, and the new one comes back to be saved.
+    let fresh = Sim {
+        svc: Arc::new(Services::new(
+            sim.svc.ctx.clone(),
+            sim.svc.config.clone(),
+            None,
+        )),
+        ..sim
+    };
+    let mut secrets = fresh.setup.secrets.clone();
+    secrets.xero_refresh_token = Some(saved_refresh.expose().to_string());
+    match run_one(
+        &fresh,
+        Cmd::XeroResume {
+            generation: 1,
+            settings: Box::new(fresh.setup.settings.clone()),
+            secrets: Box::new(secrets),
+        },
+    )
+    .await
+    {
+        psa::Msg::XeroTenants {
+            tenants, refresh, ..
+        } => {
+            assert_eq!(tenants.len(), 1);
+            assert_ne!(refresh.expose(), saved_refresh.expose(), "rotated");
+        }
         other => panic!("{other:?}"),
     }
+    assert!(matches!(
+        run_one(
+            &fresh,
+            Cmd::XeroLoad {
+                generation: 1,
+                tenant_id: org,
+            },
+        )
+        .await,
+        psa::Msg::XeroLists { .. }
+    ));
 }
 
 #[tokio::test]
