@@ -17,7 +17,10 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossterm::event::{Event, EventStream};
+use crossterm::event::{
+    DisableBracketedPaste, EnableBracketedPaste, Event, EventStream, KeyCode, KeyEvent,
+    KeyModifiers,
+};
 use crossterm::terminal::{
     BeginSynchronizedUpdate, EndSynchronizedUpdate, EnterAlternateScreen, LeaveAlternateScreen,
     disable_raw_mode, enable_raw_mode,
@@ -41,7 +44,7 @@ const FRAME: Duration = Duration::from_millis(33);
 pub fn restore_terminal() {
     let _ = disable_raw_mode();
     let mut out = io::stdout();
-    let _ = execute!(out, LeaveAlternateScreen, cursor::Show);
+    let _ = execute!(out, DisableBracketedPaste, LeaveAlternateScreen, cursor::Show);
     let _ = out.flush();
 }
 
@@ -51,7 +54,7 @@ struct TerminalGuard;
 impl TerminalGuard {
     fn enter() -> io::Result<TerminalGuard> {
         enable_raw_mode()?;
-        if let Err(e) = execute!(io::stdout(), EnterAlternateScreen, cursor::Hide) {
+        if let Err(e) = execute!(io::stdout(), EnterAlternateScreen, cursor::Hide, EnableBracketedPaste) {
             restore_terminal();
             return Err(e);
         }
@@ -107,6 +110,18 @@ async fn event_loop(
         let msg = tokio::select! {
             ev = events.next() => match ev {
                 Some(Ok(Event::Key(k))) => Msg::Key(k),
+                Some(Ok(Event::Paste(text))) => {
+                    // A paste (a redirect address over SSH) arrives as one event: typed into
+                    // the focused field character by character, line breaks dropped so a
+                    // trailing newline never acts as Enter.
+                    for c in text.chars().filter(|c| !c.is_control()) {
+                        let key = KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
+                        for effect in app::update(&mut app, Msg::Key(key)) {
+                            runner::spawn(effect, services.clone(), tx.clone());
+                        }
+                    }
+                    Msg::Resize
+                }
                 Some(Ok(Event::Resize(_, _))) => {
                     // ratatui resizes its buffers on the next draw.
                     Msg::Resize
