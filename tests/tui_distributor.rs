@@ -848,7 +848,7 @@ async fn run_admin_without_mfa_or_role_is_refused_with_what_to_check() {
         Some(MpnPart::Failed { error, .. }) => {
             assert_eq!(error.api, Api::PartnerCenter);
             assert_eq!(error.kind, ErrorKind::Unauthorized);
-            let help = cspsync::tui::panes::partner::common::microsoft_refusal(&error).unwrap();
+            let help = cspsync::tui::panes::partner::common::microsoft_refusal(&error, "").unwrap();
             assert!(
                 help.iter().any(|l| l.contains("aka.ms/mfasetup")),
                 "{help:?}"
@@ -878,7 +878,7 @@ async fn run_admin_without_mfa_or_role_is_refused_with_what_to_check() {
     match mpn_result(&msgs) {
         Some(MpnPart::Failed { error, .. }) => {
             assert_eq!(error.kind, ErrorKind::Forbidden);
-            let help = cspsync::tui::panes::partner::common::microsoft_refusal(&error).unwrap();
+            let help = cspsync::tui::panes::partner::common::microsoft_refusal(&error, "").unwrap();
             assert!(help.iter().any(|l| l.contains("Admin agent")), "{help:?}");
         }
         other => panic!("expected a refusal, got {other:?}"),

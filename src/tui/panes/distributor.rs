@@ -642,7 +642,6 @@ pub fn render(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: 
         }
         y += 2;
     }
-    y += 1;
     if let Some(r) = common::row(area, y) {
         let label = if s.running() {
             "[ Testing… ]"
@@ -744,7 +743,7 @@ fn result_lines(s: &State, setup: &Setup, theme: &Theme) -> Vec<Line<'static>> {
                 }
             } else {
                 out.push(bad(error.to_string()));
-                match common::microsoft_refusal(error) {
+                match common::microsoft_refusal(error, &setup.settings.microsoft.setup_user_name) {
                     Some(lines) => out.extend(lines.into_iter().map(tip)),
                     None => out.push(tip(error.hint().into())),
                 }

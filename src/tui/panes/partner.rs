@@ -20,7 +20,7 @@ use tokio::sync::mpsc::Sender;
 pub mod common;
 
 use super::{Hint, Step};
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorKind};
 use crate::api::graph::DelegatedAdminRelationship;
 use crate::api::partnercenter::Customer;
 use crate::connect;
@@ -370,7 +370,8 @@ pub fn hints(s: &State) -> Vec<Hint> {
 // Drawing
 
 const INTRO: &str = "cspsync reads your customers' tenants from Partner Center with the Microsoft sign-in of tab 1. The account needs the Admin agent role (or Global administrator) in Partner Center, and MFA.";
-const GDAP_TIP: &str = "cspsync reads a customer's licences through Graph, which needs an active GDAP relationship: set one up in Partner Center → Customers → the customer → Admin relationships.";
+const GDAP_REFUSED: &str = "Reading GDAP relationships needs the Admin agent role and the DelegatedAdminRelationship.Read.All permission consented for cspsync; the customers are listed without it.";
+const GDAP_TIP: &str = "set one up in Partner Center → Customers → Admin relationships.";
 
 /// Column widths for a table `width` wide: name, domain, tenant id, relationship, GDAP.
 fn columns(width: usize) -> [usize; 5] {
@@ -384,7 +385,11 @@ fn columns(width: usize) -> [usize; 5] {
         9
     };
     let rest = width.saturating_sub(fixed + tenant);
-    let name = rest * 55 / 100;
+    let name = if tenant == 36 {
+        rest / 2
+    } else {
+        rest * 60 / 100
+    };
     [name, rest - name, tenant, REL, GDAP]
 }
 
@@ -432,6 +437,10 @@ pub fn render(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: 
     let mut y: u16 = 0;
     let mut top: Vec<Line<'static>> = Vec::new();
     match &s.phase {
+        Phase::Idle if setup.settings.partner_center.authorised_at.is_some() => {
+            top.push(Line::from("Press Enter to list the customers again."));
+            top.push(Line::from(Span::styled(INTRO, theme.dim())));
+        }
         Phase::Idle => top.push(Line::from(Span::raw(INTRO))),
         Phase::NotSignedIn => {
             top.push(Line::from(Span::styled(
@@ -442,18 +451,9 @@ pub fn render(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: 
         }
         Phase::Failed(e) => {
             top.push(Line::from(Span::styled(format!("✗ {e}"), theme.error())));
-            match common::microsoft_refusal(e) {
-                Some(lines) => {
-                    let who = setup.settings.microsoft.setup_user_name.trim();
-                    for (i, l) in lines.into_iter().enumerate() {
-                        let l = if i == 0 && !who.is_empty() {
-                            format!("{l} (signed in as {who})")
-                        } else {
-                            l
-                        };
-                        top.push(Line::from(format!("  {l}")));
-                    }
-                }
+            let who = &setup.settings.microsoft.setup_user_name;
+            match common::microsoft_refusal(e, who) {
+                Some(lines) => top.extend(lines.into_iter().map(|l| Line::from(format!("  {l}")))),
                 None => top.push(Line::from(format!("  {}", e.hint()))),
             }
         }
@@ -512,7 +512,7 @@ pub fn render(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: 
         frame.render_widget(Paragraph::new(Span::styled(line, style)), r);
         n += 1;
     }
-    if let Some(r) = common::row(body, y.saturating_add(visible)) {
+    if let Some(r) = common::row(body, y.saturating_add(n as u16)) {
         let pos = if n == 0 {
             String::new()
         } else {
@@ -549,7 +549,7 @@ fn status_spans(s: &State, setup: &Setup, theme: &Theme) -> Vec<Span<'static>> {
         _ => match (&pc.authorised_at, pc.customers_found) {
             (Some(at), found) => vec![Span::styled(
                 format!(
-                    "✓ Authorised {}{}. Enter lists them again.",
+                    "✓ Authorised {}{}.",
                     common::fmt_stored(at),
                     found
                         .map(|n| format!(": {n} customer{} found", if n == 1 { "" } else { "s" }))
@@ -580,23 +580,29 @@ fn gdap_summary(s: &State, theme: &Theme) -> Option<Line<'static>> {
             } else {
                 Some(Line::from(Span::styled(
                     format!(
-                        "! {without} of {} customer{} without an active GDAP relationship cannot be reconciled. {GDAP_TIP}",
+                        "! {without} of {} customer{} no active GDAP relationship and cannot be reconciled (cspsync cannot read their licences): {GDAP_TIP}",
                         s.customers.len(),
-                        if s.customers.len() == 1 { "" } else { "s" }
+                        if s.customers.len() == 1 {
+                            " has"
+                        } else {
+                            "s have"
+                        }
                     ),
                     theme.warn(),
                 )))
             }
         }
-        GdapState::Failed(e) => Some(Line::from(Span::styled(
-            format!(
-                "! GDAP status unknown: {e}. {}",
-                common::microsoft_refusal(e)
-                    .and_then(|l| l.get(1).cloned())
-                    .unwrap_or_else(|| e.hint().to_string())
-            ),
-            theme.warn(),
-        ))),
+        GdapState::Failed(e) => {
+            let what = if matches!(e.kind, ErrorKind::Unauthorized | ErrorKind::Forbidden) {
+                GDAP_REFUSED
+            } else {
+                e.hint()
+            };
+            Some(Line::from(Span::styled(
+                format!("! GDAP status unknown: {e}. {what}"),
+                theme.warn(),
+            )))
+        }
         GdapState::Loading => Some(Line::from(Span::styled(
             "… Reading GDAP relationships from Graph…",
             theme.accent(),

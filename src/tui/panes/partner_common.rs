@@ -19,15 +19,26 @@ pub const MFA_CHECK: &str = "MFA: the account must sign in with multi-factor aut
 
 /// What a refusal of the Microsoft sign-in means for the person, with what to check, when
 /// it is one (a lapsed sign-in, a 401 or a 403 from Partner Center or Graph); `None` for
-/// other errors (use `Display` + `hint()`).
-pub fn microsoft_refusal(e: &ApiError) -> Option<Vec<String>> {
+/// other errors (use `Display` + `hint()`). `who` is the signed-in account, when known.
+pub fn microsoft_refusal(e: &ApiError, who: &str) -> Option<Vec<String>> {
+    let who = who.trim();
+    let account = if who.is_empty() {
+        "The signed-in account".to_string()
+    } else {
+        format!("The signed-in account ({who})")
+    };
     let lapsed = e.api == Api::Entra
         && (e.kind == ErrorKind::Unauthorized
             || (e.kind == ErrorKind::OAuth && e.code.as_deref() == Some("invalid_grant")));
     if lapsed {
-        return Some(vec![
-            "Your Microsoft sign-in has lapsed or was revoked: sign in again (tab 1).".into(),
-        ]);
+        let whose = if who.is_empty() {
+            String::new()
+        } else {
+            format!(" ({who})")
+        };
+        return Some(vec![format!(
+            "Your Microsoft sign-in{whose} has lapsed or was revoked: sign in again (tab 1)."
+        )]);
     }
     if !matches!(e.api, Api::PartnerCenter | Api::Graph) {
         return None;
@@ -36,12 +47,12 @@ pub fn microsoft_refusal(e: &ApiError) -> Option<Vec<String>> {
         // Partner Center answers 401 to an App+User token without MFA (§1.7) as well as to a
         // refused token: MFA first.
         ErrorKind::Unauthorized => Some(vec![
-            "Microsoft refused the signed-in account. Check:".into(),
+            format!("{account} was refused. Check:"),
             format!("• {MFA_CHECK}"),
             format!("• {ROLE_CHECK}"),
         ]),
         ErrorKind::Forbidden => Some(vec![
-            "The signed-in account is not allowed to do this. Check:".into(),
+            format!("{account} is not allowed to do this. Check:"),
             format!("• {ROLE_CHECK}"),
             format!("• {MFA_CHECK}"),
         ]),
