@@ -4,9 +4,9 @@
 //! relationship cannot be reconciled. A 401/403 is explained with what to check (the Admin
 //! agent or Global administrator role, MFA). Done, and saved, once authorised.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use crossterm::event::{KeyCode, KeyEvent};
@@ -149,7 +149,7 @@ pub struct State {
     pub just_saved: bool,
     /// Table rows visible at the last draw (for PgUp/PgDn); layout feedback, like
     /// ratatui's own table state.
-    view_rows: Cell<u16>,
+    view_rows: ViewRows,
 }
 
 impl Default for State {
@@ -162,7 +162,7 @@ impl Default for State {
             gdap: GdapState::Idle,
             scroll: 0,
             just_saved: false,
-            view_rows: Cell::new(10),
+            view_rows: ViewRows::new(10),
         }
     }
 }
@@ -210,6 +210,31 @@ impl State {
             self.scroll.saturating_add(delta.unsigned_abs())
         };
         self.scroll = to.min(self.max_scroll());
+    }
+}
+
+/// How many table rows the last draw showed. Written while drawing (layout feedback, as
+/// ratatui's own table state is), so atomic: the state stays `Send + Sync`.
+#[derive(Debug)]
+struct ViewRows(AtomicU16);
+
+impl ViewRows {
+    fn new(n: u16) -> ViewRows {
+        ViewRows(AtomicU16::new(n))
+    }
+
+    fn get(&self) -> u16 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, n: u16) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+}
+
+impl Clone for ViewRows {
+    fn clone(&self) -> ViewRows {
+        ViewRows::new(self.get())
     }
 }
 
