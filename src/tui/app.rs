@@ -226,10 +226,18 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
     let before = app.status(tab);
     let effects = apply(app, msg);
     if before != Step::Done && app.tab == tab && app.status(tab) == Step::Done {
-        app.tab = app.first_open_step();
-        if app.status(app.tab) == Step::Done {
-            // Everything is done: stay where the person is.
-            app.tab = tab;
+        let next = app.first_open_step();
+        if tab == Tab::PartnerCenter || app.status(next) == Step::Done {
+            // Partner Center's result is its customer list: stay and let the person read it.
+            // When every step is done, stay where the person is too.
+            if app.notice.is_none() && next != tab && app.status(next) != Step::Done {
+                app.notice = Some(Notice {
+                    text: format!("Done. Next step: {} (press {}).", next.title(), next.index() + 1),
+                    error: false,
+                });
+            }
+        } else {
+            app.tab = next;
         }
     }
     effects
