@@ -146,6 +146,27 @@ pub struct Failure {
     pub hint: String,
 }
 
+impl Failure {
+    /// The person (or Entra, for a disabled account) declined the sign-in (§1.2
+    /// `authorization_declined`).
+    pub fn declined() -> Failure {
+        Failure {
+            stage: Stage::SignIn,
+            message: "The sign-in was declined in the browser.".into(),
+            hint: "If that was not intended, get a new code and approve the sign-in, accepting the permissions cspsync asks for.".into(),
+        }
+    }
+
+    /// Entra no longer knows the device code (§1.2 `bad_verification_code`).
+    pub fn unknown_code() -> Failure {
+        Failure {
+            stage: Stage::SignIn,
+            message: "Microsoft no longer recognises this sign-in code.".into(),
+            hint: "Get a new code and sign in with it.".into(),
+        }
+    }
+}
+
 /// A code being shown while the person signs in in a browser.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Code {
@@ -628,19 +649,11 @@ async fn sign_in(
                 }),
                 Some(DeviceFlowStop::Declined) => Some(Msg::Failed {
                     generation,
-                    failure: Failure {
-                        stage: Stage::SignIn,
-                        message: "The sign-in was declined in the browser.".into(),
-                        hint: "If that was not intended, get a new code and approve the sign-in, accepting the permissions cspsync asks for.".into(),
-                    },
+                    failure: Failure::declined(),
                 }),
                 Some(DeviceFlowStop::BadVerificationCode) => Some(Msg::Failed {
                     generation,
-                    failure: Failure {
-                        stage: Stage::SignIn,
-                        message: "Microsoft no longer recognises this sign-in code.".into(),
-                        hint: "Get a new code and sign in with it.".into(),
-                    },
+                    failure: Failure::unknown_code(),
                 }),
                 None => Some(failed(generation, Stage::SignIn, &e)),
             };
