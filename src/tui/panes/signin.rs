@@ -1027,10 +1027,11 @@ fn waiting_lines(
     };
     let mut v = vec![title(theme, "Sign in to Microsoft")];
     blank(&mut v);
-    v.push(Line::from(vec![
-        Span::raw("1. On your phone or computer, open  "),
-        Span::styled(code.verification_uri.clone(), theme.accent()),
-    ]));
+    v.push(Line::from("1. On your phone or computer, open this page:"));
+    v.push(Line::from(Span::styled(
+        format!("   {}", code.verification_uri),
+        theme.accent(),
+    )));
     v.push(Line::from(vec![
         Span::raw("2. Enter this code:  "),
         Span::styled(code.user_code.clone(), theme.accent()),
@@ -1043,7 +1044,7 @@ fn waiting_lines(
         blank(&mut v);
     }
     v.push(Line::from(
-        "3. Sign in with your MSP admin account and accept the permissions.",
+        "3. Sign in as your MSP admin and accept the permissions.",
     ));
     blank(&mut v);
     let left = code.remaining;
@@ -1055,7 +1056,7 @@ fn waiting_lines(
     v.push(Line::from(vec![
         Span::raw("Code expires in "),
         Span::styled(countdown(left), clock_style),
-        Span::styled("  · waiting for the sign-in in the browser…", theme.dim()),
+        Span::styled(" · waiting for you in the browser…", theme.dim()),
     ]));
     if code.demo {
         v.push(Line::from(Span::styled(
@@ -1065,7 +1066,7 @@ fn waiting_lines(
     }
     if full {
         v.push(Line::from(Span::styled(
-            "The account needs Global Administrator (or Admin Agent) rights and MFA,",
+            "Account needed: Global Administrator or Admin Agent, with MFA,",
             theme.dim(),
         )));
         v.push(Line::from(Span::styled(
