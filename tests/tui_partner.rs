@@ -316,7 +316,7 @@ fn not_signed_in_says_so_and_starts_nothing() {
 }
 
 #[test]
-fn authorise_lists_saves_and_moves_on() {
+fn authorise_lists_saves_and_points_to_the_next_step() {
     let mut app = app_on(signed_in());
     let cmd = press_enter(&mut app).unwrap();
     let Cmd::Authorise {
@@ -364,8 +364,12 @@ fn authorise_lists_saves_and_moves_on() {
         Some("rt-2")
     );
     assert_eq!(app.status(Tab::PartnerCenter), Step::Done);
-    assert_ne!(app.tab, Tab::PartnerCenter, "the wizard moves on");
-    assert_eq!(app.tab, app.first_open_step());
+    // The result is the customer list: the wizard stays to show it and names the next step.
+    assert_eq!(app.tab, Tab::PartnerCenter, "the list stays on screen");
+    let next = app.first_open_step();
+    assert_ne!(next, Tab::PartnerCenter);
+    let notice = app.notice.as_ref().expect("a notice naming the next step");
+    assert!(notice.text.contains(next.title()), "{}", notice.text);
     assert_eq!(app.partner.customers.len(), 7);
     // Customers without active GDAP: #3 expired, #5 pending.
     assert_eq!(app.partner.without_gdap(), Some(2));

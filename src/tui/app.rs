@@ -232,7 +232,11 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             // When every step is done, stay where the person is too.
             if app.notice.is_none() && next != tab && app.status(next) != Step::Done {
                 app.notice = Some(Notice {
-                    text: format!("Done. Next step: {} (press {}).", next.title(), next.index() + 1),
+                    text: format!(
+                        "Done. Next step: {} (press {}).",
+                        next.title(),
+                        next.index() + 1
+                    ),
                     error: false,
                 });
             }

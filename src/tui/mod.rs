@@ -44,7 +44,12 @@ const FRAME: Duration = Duration::from_millis(33);
 pub fn restore_terminal() {
     let _ = disable_raw_mode();
     let mut out = io::stdout();
-    let _ = execute!(out, DisableBracketedPaste, LeaveAlternateScreen, cursor::Show);
+    let _ = execute!(
+        out,
+        DisableBracketedPaste,
+        LeaveAlternateScreen,
+        cursor::Show
+    );
     let _ = out.flush();
 }
 
@@ -54,7 +59,12 @@ struct TerminalGuard;
 impl TerminalGuard {
     fn enter() -> io::Result<TerminalGuard> {
         enable_raw_mode()?;
-        if let Err(e) = execute!(io::stdout(), EnterAlternateScreen, cursor::Hide, EnableBracketedPaste) {
+        if let Err(e) = execute!(
+            io::stdout(),
+            EnterAlternateScreen,
+            cursor::Hide,
+            EnableBracketedPaste
+        ) {
             restore_terminal();
             return Err(e);
         }
