@@ -257,12 +257,17 @@ fn apply(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::Partner(m) => partner::on_msg(&mut app.partner, &mut app.setup, m),
         Msg::Psa(m) => psa::on_msg(&mut app.psa, &mut app.setup, m),
         Msg::Saved(r) => {
-            app.notice = Some(match r {
-                Ok(()) => Notice {
+            app.notice = Some(match (r, app.notice.take()) {
+                // Keep a pointer to the next step ("Done. Next step: …") and add to it.
+                (Ok(()), Some(n)) if !n.error && !n.text.ends_with("Saved.") => Notice {
+                    text: format!("{} Saved.", n.text),
+                    error: false,
+                },
+                (Ok(()), _) => Notice {
                     text: "Saved.".into(),
                     error: false,
                 },
-                Err(e) => Notice {
+                (Err(e), _) => Notice {
                     text: format!("Not saved: {e}"),
                     error: true,
                 },
