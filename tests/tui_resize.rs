@@ -172,7 +172,10 @@ fn at_80x24_tabs_footer_and_popups_are_readable() {
     }
     // The quit question and its answers.
     let s = screen(&app(Tab::Psa, Some(Modal::ConfirmQuit), true), 80, 24);
-    assert!(s.contains("Quit?") && s.contains("quit anyway") && s.contains("stay"), "{s}");
+    assert!(
+        s.contains("Quit?") && s.contains("quit anyway") && s.contains("stay"),
+        "{s}"
+    );
 }
 
 /// Every tab's title should be on the tab bar at 80 columns.
