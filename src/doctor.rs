@@ -181,7 +181,7 @@ pub fn config_text(config: &ConfigDir) -> Result<Option<String>, String> {
     out.push_str(body.trim_end());
     out.push_str("\n\n");
     out.push_str(&format!(
-        "# Secrets: {} (values never shown)\n",
+        "# Secrets: {}; values are never shown\n",
         secrets_file_state(config)
     ));
     out.push_str("[secrets]\n");

@@ -418,3 +418,34 @@ fn doctor_on_empty_settings_lists_everything_as_not_configured() {
         assert!(out.line(name).starts_with('-'), "{}", out.stdout);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_says_sign_in_again_when_the_microsoft_session_is_refused() {
+    let (_sim, _w, mut setup) = set_up().await;
+    setup.secrets.microsoft_refresh_token = Some("0.not-a-refresh-token-the-sim-issued".into());
+    let d = tempfile::tempdir().unwrap();
+    save(d.path(), &setup);
+    let out = run_async(vec![
+        "--config-dir".into(),
+        dir_arg(d.path()),
+        "doctor".into(),
+    ])
+    .await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let l = out.line("Microsoft sign-in");
+    assert!(l.starts_with('✗') && l.contains("Sign in again"), "{l}");
+    assert!(!l.contains("not-a-refresh-token"), "{l}");
+    assert!(
+        out.line("Partner Center").starts_with('-'),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.line("GDAP relationships").starts_with('-'),
+        "{}",
+        out.stdout
+    );
+    // What does not need Microsoft is still checked.
+    assert!(out.line("Dicker Data").starts_with('✓'), "{}", out.stdout);
+    assert!(out.line("Xero").starts_with('✓'), "{}", out.stdout);
+}

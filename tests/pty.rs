@@ -106,6 +106,7 @@ fn ctrl_c_quits_and_restores_the_terminal() {
     t.check_restored().unwrap();
 }
 
+#[cfg(unix)]
 #[test]
 fn sigterm_restores_the_terminal() {
     let mut t = start_demo(100, 30);
