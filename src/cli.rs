@@ -63,6 +63,18 @@ pub enum Command {
     /// Benchmarks against the simulated world.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The saved settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Check every configured connection and permission, one line each; exits non-zero when
+    /// any configured check fails. With --demo: against the simulated world, fully set up.
+    Doctor,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the settings (TOML); secrets are listed as set or not set, never shown.
+    Show,
 }
 
 #[derive(Debug, Args)]

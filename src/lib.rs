@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod demo;
+pub mod doctor;
 pub mod engine;
 pub mod run;
 pub mod secret;

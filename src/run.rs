@@ -2,7 +2,9 @@
 
 use std::process::ExitCode;
 
-use crate::cli::{BenchCommand, BenchFetchArgs, Cli, Command, FetchArgs, SimArgs, WorldArgs};
+use crate::cli::{
+    BenchCommand, BenchFetchArgs, Cli, Command, ConfigCommand, FetchArgs, SimArgs, WorldArgs,
+};
 use crate::config::Endpoints;
 use crate::sim::{self, FaultSpec, World};
 
@@ -23,6 +25,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         Some(Command::Bench(BenchCommand::Fetch(args))) => {
             rt.block_on(bench_fetch(&cli.world, args))
         }
+        Some(Command::Config(ConfigCommand::Show)) => {
+            crate::doctor::config_show(cli.config_dir.as_deref(), cli.demo)
+        }
+        Some(Command::Doctor) => rt.block_on(crate::doctor::doctor_main(&cli)),
         None => rt.block_on(tui_main(&cli)),
     }
 }
