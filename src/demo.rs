@@ -72,21 +72,14 @@ pub async fn sign_in_microsoft(sim: &SimHandle, world: &World) -> Result<Session
     Session::from_sign_in(entra, &tokens)
 }
 
-/// Sign in to Xero on the sim (auth code + PKCE) and pick the first connected organisation.
-pub async fn sign_in_xero(
-    sim: &SimHandle,
-    world: &World,
-) -> Result<(XeroClient, String), ApiError> {
-    let endpoints = Endpoints::from_sim(&sim.urls()).map_err(|e| sim_error(Api::Xero, e))?;
-    let http = build_client(TIMEOUT);
-    let auth = XeroAuth::new(
-        endpoints.xero_login,
-        endpoints.xero_identity,
-        world.app.xero_client_id.clone(),
-        http.clone(),
-    );
-    // The sim's consent is automatic: its answer is a redirect to our redirect URI, read here
-    // as the paste-the-address fallback reads what a person pastes.
+/// The sim's Xero consent, given (auth code + PKCE, §7.1): the consent page answers at once
+/// with a redirect to our redirect URI, read as the paste-the-address fallback reads what a
+/// person pastes. Returns the client and its session (whose refresh token a setup stores).
+pub async fn xero_auto_consent(
+    auth: XeroAuth,
+    api_base: url::Url,
+    http: reqwest::Client,
+) -> Result<(XeroClient, Arc<XeroSession>), ApiError> {
     let redirect_uri =
         url::Url::parse("http://localhost:53682/callback").map_err(|e| sim_error(Api::Xero, e))?;
     let request = auth.start(&redirect_uri);
@@ -109,7 +102,23 @@ pub async fn sign_in_xero(
     let redirect = Redirect::from_url(&location).map_err(|e| sim_error(Api::Xero, e))?;
     let tokens = auth.complete(request, redirect).await?;
     let session = Arc::new(XeroSession::new(auth, tokens));
-    let client = XeroClient::new(endpoints.xero_api, http, session);
+    Ok((XeroClient::new(api_base, http, session.clone()), session))
+}
+
+/// Sign in to Xero on the sim and pick the first connected organisation.
+pub async fn sign_in_xero(
+    sim: &SimHandle,
+    world: &World,
+) -> Result<(XeroClient, String), ApiError> {
+    let endpoints = Endpoints::from_sim(&sim.urls()).map_err(|e| sim_error(Api::Xero, e))?;
+    let http = build_client(TIMEOUT);
+    let auth = XeroAuth::new(
+        endpoints.xero_login,
+        endpoints.xero_identity,
+        world.app.xero_client_id.clone(),
+        http.clone(),
+    );
+    let (client, _session) = xero_auto_consent(auth, endpoints.xero_api, http).await?;
     let connections = client.connections().await?;
     let tenant = connections
         .first()

@@ -7,12 +7,10 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::error::{Api, ApiError, ErrorKind};
 use crate::api::xero::XeroClient;
-use crate::auth::xero::XeroSession;
 use crate::config::{ConfigDir, PsaKindSetting, Secrets, Settings};
 use crate::connect::{self, Context};
 use crate::tui::app::Setup;
@@ -908,7 +906,13 @@ pub async fn complete_demo_setup(
     setup.secrets.microsoft_refresh_token = Some(session.refresh_token().secret().clone());
 
     // 4. PSA: Xero.
-    let (client, xero_session) = demo_sign_in_xero(&ctx, &setup.settings).await?;
+    let (client, xero_session) = crate::demo::xero_auto_consent(
+        connect::xero_auth(&ctx, &setup.settings),
+        ctx.endpoints.xero_api.clone(),
+        ctx.http.clone(),
+    )
+    .await
+    .map_err(api_err)?;
     let connections = client.connections().await.map_err(api_err)?;
     let conn = connections
         .iter()
@@ -949,47 +953,6 @@ pub async fn complete_demo_setup(
     setup.settings.psa.verified_at = Some(now);
     setup.secrets.xero_refresh_token = Some(xero_session.refresh_token().secret().clone());
     Ok(setup)
-}
-
-/// Xero sign-in on the sim (auth code + PKCE, §7.1), as [`crate::demo::sign_in_xero`] does it
-/// but keeping the session, whose refresh token the setup stores.
-async fn demo_sign_in_xero(
-    ctx: &Context,
-    settings: &Settings,
-) -> Result<(XeroClient, Arc<XeroSession>), String> {
-    let auth = connect::xero_auth(ctx, settings);
-    let redirect_uri = url::Url::parse("http://localhost:53682/callback")
-        .map_err(|e| format!("demo: bad redirect URI: {e}"))?;
-    let request = auth.start(&redirect_uri);
-    // The sim's consent page answers at once with a redirect to our redirect URI: read as the
-    // paste-the-address fallback reads what a person pastes.
-    let resp = ctx
-        .http
-        .get(request.url().clone())
-        .send()
-        .await
-        .map_err(|e| format!("demo: the Xero consent page did not answer: {e}"))?;
-    let location = resp
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            format!(
-                "demo: the Xero consent page did not redirect (HTTP {})",
-                resp.status()
-            )
-        })?
-        .to_string();
-    let redirect =
-        crate::auth::loopback::Redirect::from_url(&location).map_err(|e| format!("demo: {e}"))?;
-    let tokens = auth.complete(request, redirect).await.map_err(api_err)?;
-    let session = Arc::new(XeroSession::new(auth, tokens));
-    let client = XeroClient::new(
-        ctx.endpoints.xero_api.clone(),
-        ctx.http.clone(),
-        session.clone(),
-    );
-    Ok((client, session))
 }
 
 #[cfg(test)]

@@ -37,7 +37,14 @@ fn wait_active(t: &Term, label: &str) {
 #[test]
 fn demo_tabs_help_and_quit() {
     let mut t = start_demo(120, 40);
-    assert!(t.row(0).contains("DEMO"), "{}", t.row(0));
+    // Demo mode says so on the footer's key line (the bottom row).
+    t.wait_until("DEMO on the footer", STEP, |s| {
+        s.contents()
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("DEMO"))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", t.row(39)));
     assert!(
         t.with_screen(|s| s.hide_cursor()),
         "the cursor is hidden while the app runs"

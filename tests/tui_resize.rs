@@ -180,7 +180,6 @@ fn at_80x24_tabs_footer_and_popups_are_readable() {
 
 /// Every tab's title should be on the tab bar at 80 columns.
 #[test]
-#[ignore = "render.rs: the tab bar is 95 columns (101 with DEMO), so tabs 6-7 are cut off at 80; see the tui-ops report"]
 fn at_80_columns_every_tab_title_is_on_the_tab_bar() {
     for demo in [false, true] {
         let s = screen(&app(Tab::SignIn, None, demo), 80, 24);

@@ -43,6 +43,19 @@ impl Tab {
         }
     }
 
+    /// A short title for narrow terminals.
+    pub fn short_title(self) -> &'static str {
+        match self {
+            Tab::SignIn => "Sign in",
+            Tab::Distributor => "Distrib",
+            Tab::PartnerCenter => "Partner",
+            Tab::Psa => "PSA",
+            Tab::Users => "Users",
+            Tab::Reconcile => "Reconcile",
+            Tab::Sync => "Sync",
+        }
+    }
+
     pub fn index(self) -> usize {
         Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)
     }

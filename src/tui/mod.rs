@@ -22,8 +22,8 @@ use crossterm::event::{
     KeyModifiers,
 };
 use crossterm::terminal::{
-    BeginSynchronizedUpdate, EndSynchronizedUpdate, EnterAlternateScreen, LeaveAlternateScreen,
-    disable_raw_mode, enable_raw_mode,
+    BeginSynchronizedUpdate, Clear, ClearType, EndSynchronizedUpdate, EnterAlternateScreen,
+    LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
 use crossterm::{cursor, execute, queue};
 use futures_util::StreamExt;
@@ -92,8 +92,9 @@ pub async fn run(app: App, services: Services, theme: Theme) -> Result<(), Strin
     let backend = CrosstermBackend::new(io::stdout());
     let mut terminal =
         Terminal::new(backend).map_err(|e| format!("cannot draw on the terminal: {e}"))?;
-    terminal
-        .clear()
+    // Clear without asking the terminal where its cursor is (ratatui's clear() asks, and a
+    // terminal that never answers would stall the start for seconds).
+    execute!(io::stdout(), Clear(ClearType::All))
         .map_err(|e| format!("cannot draw on the terminal: {e}"))?;
     event_loop(&mut terminal, app, Arc::new(services), theme).await
 }

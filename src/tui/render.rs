@@ -46,19 +46,44 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame) {
 }
 
 fn tab_bar(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
-    let mut spans = Vec::new();
-    if app.demo {
-        spans.push(Span::styled(" DEMO ", theme.warn()));
+    // Padded labels (" 1 Partner Center ✓ ") when they fit, then tight ones
+    // ("3 Partner Center✓"), then short titles: every tab stays visible at 80 columns.
+    let width = usize::from(area.width);
+    let tiers: [&dyn Fn(usize, Tab) -> String; 3] = [
+        &|i, t| format!(" {} {} {} ", i + 1, t.title(), app.status(t).mark()),
+        &|i, t| format!("{} {}{} ", i + 1, t.title(), app.status(t).mark().trim()),
+        &|i, t| {
+            format!(
+                "{} {}{} ",
+                i + 1,
+                t.short_title(),
+                app.status(t).mark().trim()
+            )
+        },
+    ];
+    let mut labels: Vec<String> = Vec::new();
+    for tier in tiers {
+        labels = Tab::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, t)| tier(i, *t))
+            .collect();
+        if labels.iter().map(|l| l.chars().count()).sum::<usize>() <= width {
+            break;
+        }
     }
-    for (i, t) in Tab::ALL.iter().enumerate() {
-        let label = format!(" {} {} {} ", i + 1, t.title(), app.status(*t).mark());
-        let style = if *t == app.tab {
-            theme.active_tab()
-        } else {
-            theme.text()
-        };
-        spans.push(Span::styled(label, style));
-    }
+    let spans: Vec<Span> = Tab::ALL
+        .iter()
+        .zip(labels)
+        .map(|(t, label)| {
+            let style = if *t == app.tab {
+                theme.active_tab()
+            } else {
+                theme.text()
+            };
+            Span::styled(label, style)
+        })
+        .collect();
     let block = Block::default()
         .borders(Borders::BOTTOM)
         .border_style(theme.dim());
@@ -73,6 +98,9 @@ fn footer_bar(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         frame.render_widget(Paragraph::new(Span::styled(n.text.clone(), style)), notice);
     }
     let mut spans = Vec::new();
+    if app.demo {
+        spans.push(Span::styled("DEMO ", theme.warn()));
+    }
     for h in app.hints() {
         spans.push(Span::styled(h.key, theme.key()));
         spans.push(Span::raw(format!(" {}  ", h.action)));
