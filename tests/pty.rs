@@ -137,3 +137,43 @@ fn shrinking_below_80x24_shows_the_notice_and_growing_brings_the_app_back() {
     assert!(t.wait_exit(STEP).expect("q quits").success());
     t.check_restored().unwrap();
 }
+
+/// Cells drawn with a colour (foreground or background other than the terminal's default).
+fn coloured_cells(t: &Term) -> usize {
+    t.with_screen(|s| {
+        let (rows, cols) = s.size();
+        let mut n = 0;
+        for r in 0..rows {
+            for c in 0..cols {
+                if let Some(cell) = s.cell(r, c)
+                    && (cell.fgcolor() != vt100::Color::Default
+                        || cell.bgcolor() != vt100::Color::Default)
+                {
+                    n += 1;
+                }
+            }
+        }
+        n
+    })
+}
+
+/// NO_COLOR (no-color.org) and `--no-color` draw without any colour; by default the active
+/// tab and the keys are coloured.
+#[test]
+fn no_color_is_respected() {
+    let coloured = Term::demo(&[], 100, 30, START).unwrap();
+    coloured
+        .wait_until("a coloured cell", STEP, |_| true)
+        .unwrap();
+    assert!(coloured_cells(&coloured) > 0, "colours by default");
+
+    let bin = support::pty::cspsync_bin();
+    let plain = Term::spawn(&bin, &["--demo"], 100, 30, &[("NO_COLOR", "1")]);
+    plain.wait_for("1 Sign in", START).unwrap();
+    plain.wait_for("q quit", STEP).unwrap();
+    assert_eq!(coloured_cells(&plain), 0, "NO_COLOR: no colour at all");
+
+    let flag = Term::demo(&["--no-color"], 100, 30, START).unwrap();
+    flag.wait_for("q quit", STEP).unwrap();
+    assert_eq!(coloured_cells(&flag), 0, "--no-color: no colour at all");
+}
