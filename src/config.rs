@@ -269,9 +269,18 @@ impl ConfigDir {
         self.dir.join(SECRETS_FILE)
     }
 
-    /// Where logs go (never the screen).
+    /// The platform's data directory when these settings are the platform's own; else (an
+    /// explicit `--config-dir`, the demo's temporary directory) the settings directory itself.
+    pub fn data_dir(&self) -> PathBuf {
+        match directories::ProjectDirs::from("au", "cspsync", "cspsync") {
+            Some(p) if p.config_dir() == self.dir => p.data_dir().to_path_buf(),
+            _ => self.dir.clone(),
+        }
+    }
+
+    /// Where logs go (never the screen): `cspsync.log` in the data directory.
     pub fn log_path(&self) -> PathBuf {
-        self.dir.join("cspsync.log")
+        self.data_dir().join("cspsync.log")
     }
 
     /// Read the settings; a missing file is the empty default (first run).
