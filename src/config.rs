@@ -113,6 +113,40 @@ pub struct MicrosoftSettings {
     pub setup_user_name: String,
     /// The Entra app (public client) cspsync signs in with.
     pub client_id: String,
+    /// Who is signed in now (the stored session's user; may differ from the setup user).
+    pub signed_in_oid: String,
+    pub signed_in_name: String,
+}
+
+/// What an allowed user may do (issue 4). The setup account is admin and needs no entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reconcile, read-only.
+    #[default]
+    Viewer,
+    /// May also apply syncs.
+    Operator,
+}
+
+/// One user on the allowed list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AllowedUser {
+    /// Graph user id (= id_token `oid`): the key, since sign-in names can change.
+    pub oid: String,
+    pub upn: String,
+    pub name: String,
+    pub role: Role,
+}
+
+/// Who may operate cspsync besides the setup account.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AccessSettings {
+    pub allowed: Vec<AllowedUser>,
+    /// When the list was last saved (RFC 3339).
+    pub saved_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,6 +226,7 @@ pub struct Settings {
     pub distributor: DistributorSettings,
     pub partner_center: PartnerCenterSettings,
     pub psa: PsaSettings,
+    pub access: AccessSettings,
     /// Base URLs; absent means the real hosts.
     pub endpoints: Option<Endpoints>,
 }

@@ -3,6 +3,7 @@
 //!
 //! The crate is a library with a thin binary so tests reach everything (DESIGN.md §3).
 
+pub mod access;
 pub mod api;
 pub mod auth;
 pub mod cli;

@@ -6,7 +6,8 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::config::{Secrets, Settings};
 
-use super::panes::{Hint, Step, distributor, later, partner, psa, signin};
+use super::panes::{Hint, Step, distributor, later, partner, psa, signin, users};
+use crate::access::{self, Access};
 
 /// The tabs, in wizard order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,6 +102,7 @@ pub struct App {
     pub distributor: distributor::State,
     pub partner: partner::State,
     pub psa: psa::State,
+    pub users: users::State,
     pub modal: Option<Modal>,
     pub notice: Option<Notice>,
     pub demo: bool,
@@ -118,6 +120,7 @@ pub enum Msg {
     Distributor(distributor::Msg),
     Partner(partner::Msg),
     Psa(psa::Msg),
+    Users(users::Msg),
     /// The settings/secrets were written (or not).
     Saved(Result<(), String>),
     /// A background task panicked or the runtime failed: show it, then quit.
@@ -131,6 +134,7 @@ pub enum Effect {
     Distributor(distributor::Cmd),
     Partner(partner::Cmd),
     Psa(psa::Cmd),
+    Users(users::Cmd),
     /// Persist `setup` (settings and secrets).
     Save(Box<Setup>),
 }
@@ -144,6 +148,7 @@ impl App {
             distributor: distributor::State::new(&setup),
             partner: partner::State::new(&setup),
             psa: psa::State::new(&setup),
+            users: users::State::new(&setup),
             setup,
             modal: None,
             notice: None,
@@ -154,12 +159,30 @@ impl App {
         app
     }
 
-    /// The first wizard step not done, or Sign in when all are.
+    /// Who is using the app (issue 4), derived from the settings.
+    pub fn access(&self) -> Access {
+        access::decide(
+            &self.setup.settings,
+            self.setup.secrets.microsoft_refresh_token.is_some(),
+        )
+    }
+
+    /// The first wizard step not done, or Sign in when all are (or when the person may use
+    /// nothing else).
     pub fn first_open_step(&self) -> Tab {
-        [Tab::SignIn, Tab::Distributor, Tab::PartnerCenter, Tab::Psa]
-            .into_iter()
-            .find(|t| self.status(*t) != Step::Done)
-            .unwrap_or(Tab::SignIn)
+        if !self.access().may_use_app() {
+            return Tab::SignIn;
+        }
+        [
+            Tab::SignIn,
+            Tab::Distributor,
+            Tab::PartnerCenter,
+            Tab::Psa,
+            Tab::Users,
+        ]
+        .into_iter()
+        .find(|t| self.status(*t) != Step::Done)
+        .unwrap_or(Tab::SignIn)
     }
 
     pub fn status(&self, tab: Tab) -> Step {
@@ -168,7 +191,8 @@ impl App {
             Tab::Distributor => distributor::status(&self.distributor, &self.setup),
             Tab::PartnerCenter => partner::status(&self.partner, &self.setup),
             Tab::Psa => psa::status(&self.psa, &self.setup),
-            Tab::Users | Tab::Reconcile | Tab::Sync => Step::Later,
+            Tab::Users => users::status(&self.users, &self.setup),
+            Tab::Reconcile | Tab::Sync => Step::Later,
         }
     }
 
@@ -179,6 +203,7 @@ impl App {
             Tab::Distributor => distributor::editing(&self.distributor),
             Tab::PartnerCenter => partner::editing(&self.partner),
             Tab::Psa => psa::editing(&self.psa),
+            Tab::Users => users::editing(&self.users),
             _ => false,
         }
     }
@@ -189,6 +214,7 @@ impl App {
             || distributor::unsaved(&self.distributor)
             || partner::unsaved(&self.partner)
             || psa::unsaved(&self.psa)
+            || users::unsaved(&self.users)
     }
 
     /// The keys valid right now (the footer).
@@ -208,6 +234,7 @@ impl App {
             Tab::Distributor => distributor::hints(&self.distributor),
             Tab::PartnerCenter => partner::hints(&self.partner),
             Tab::Psa => psa::hints(&self.psa),
+            Tab::Users => users::hints(&self.users),
             _ => later::hints(),
         };
         if !self.editing() {
@@ -238,6 +265,22 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
     let tab = app.tab;
     let before = app.status(tab);
     let effects = apply(app, msg);
+    // Someone not (or no longer) allowed can use nothing but Sign in (issue 4 §2).
+    let access = app.access();
+    if !access.may_use_app() && app.tab != Tab::SignIn {
+        app.tab = Tab::SignIn;
+        app.notice = Some(Notice {
+            text: match access {
+                Access::Denied { name } => format!(
+                    "{name} is not on cspsync's allowed users: ask the account that set it up to add you, or sign in as someone else."
+                ),
+                _ => "Sign in first: cspsync is set up, and only its allowed users may use it."
+                    .into(),
+            },
+            error: true,
+        });
+        return effects;
+    }
     if before != Step::Done && app.tab == tab && app.status(tab) == Step::Done {
         let next = app.first_open_step();
         if tab == Tab::PartnerCenter || app.status(next) == Step::Done {
@@ -269,6 +312,7 @@ fn apply(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::Distributor(m) => distributor::on_msg(&mut app.distributor, &mut app.setup, m),
         Msg::Partner(m) => partner::on_msg(&mut app.partner, &mut app.setup, m),
         Msg::Psa(m) => psa::on_msg(&mut app.psa, &mut app.setup, m),
+        Msg::Users(m) => users::on_msg(&mut app.users, &mut app.setup, m),
         Msg::Saved(r) => {
             app.notice = Some(match (r, app.notice.take()) {
                 // Keep a pointer to the next step ("Done. Next step: …") and add to it.
@@ -352,6 +396,7 @@ fn pane_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         Tab::Distributor => distributor::on_key(&mut app.distributor, &mut app.setup, key),
         Tab::PartnerCenter => partner::on_key(&mut app.partner, &mut app.setup, key),
         Tab::Psa => psa::on_key(&mut app.psa, &mut app.setup, key),
+        Tab::Users => users::on_key(&mut app.users, &mut app.setup, key),
         _ => Vec::new(),
     }
 }

@@ -9,7 +9,7 @@ use crate::config::ConfigDir;
 use crate::connect;
 
 use super::app::{Effect, Msg, Setup};
-use super::panes::{distributor, partner, psa, signin};
+use super::panes::{distributor, partner, psa, signin, users};
 
 /// Demo mode: what the runner knows about the in-process simulated world.
 #[derive(Debug, Clone)]
@@ -29,6 +29,7 @@ pub struct Services {
     pub distributor: distributor::Runtime,
     pub partner: partner::Runtime,
     pub psa: psa::Runtime,
+    pub users: users::Runtime,
 }
 
 impl Services {
@@ -41,6 +42,7 @@ impl Services {
             distributor: distributor::Runtime::default(),
             partner: partner::Runtime::default(),
             psa: psa::Runtime::default(),
+            users: users::Runtime::default(),
         }
     }
 }
@@ -53,6 +55,7 @@ pub fn spawn(effect: Effect, svc: Arc<Services>, tx: Sender<Msg>) {
         Effect::Distributor(c) => tokio::spawn(distributor::run(c, svc, tx_task)),
         Effect::Partner(c) => tokio::spawn(partner::run(c, svc, tx_task)),
         Effect::Psa(c) => tokio::spawn(psa::run(c, svc, tx_task)),
+        Effect::Users(c) => tokio::spawn(users::run(c, svc, tx_task)),
         Effect::Save(setup) => tokio::spawn(save(*setup, svc, tx_task)),
     };
     // A panicked task is a bug: the person sees it and the app stops cleanly (DESIGN.md §3).

@@ -17,6 +17,7 @@ pub mod later;
 pub mod partner;
 pub mod psa;
 pub mod signin;
+pub mod users;
 
 /// A wizard step's state, shown in its tab title.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
