@@ -358,26 +358,14 @@ fn api_err(e: crate::api::error::ApiError) -> String {
 /// Stock codes per `PricingRequest` call (the codes travel in the query string, §4.4).
 const PRICE_CHUNK: usize = 40;
 
-/// Dicker Data's buy prices for every licence stock code the snapshot's Dicker Data lines
-/// carry (`PricingRequest`, §4.4), for the money figures of distributor gaps.
+/// Dicker Data's buy prices for every licence stock code the snapshot involves
+/// (`PricingRequest`, §4.4), for the money figures of distributor gaps.
 pub async fn distributor_prices(
     client: &crate::api::dickerdata::DickerDataClient,
     snap: &crate::engine::fetch::Snapshot,
 ) -> Result<crate::domain::PriceBook, crate::api::error::ApiError> {
     use crate::domain::{PriceBook, ProductKey};
-    let mut codes: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    if let Ok(lines) = &snap.dicker_data {
-        for l in lines {
-            if let Some(code) = l
-                .stock_code
-                .as_deref()
-                .and_then(ProductKey::from_stock_code)
-                .and_then(|k| k.stock_code())
-            {
-                codes.insert(code);
-            }
-        }
-    }
+    let codes = crate::domain::stock_codes(snap);
     let codes: Vec<String> = codes.into_iter().collect();
     let mut book = PriceBook {
         fetched_at: Some(chrono::Utc::now()),

@@ -120,6 +120,43 @@ fn right(s: &str, n: usize) -> String {
     }
 }
 
+/// `text` wrapped at `width` columns; lines after the first are indented by `indent`.
+fn wrap(text: &str, width: usize, indent: usize) -> String {
+    let mut out = String::new();
+    let body = text.trim_start_matches(' ');
+    let mut line = " ".repeat(text.len() - body.len());
+    for word in body.split(' ').filter(|w| !w.is_empty()) {
+        let len = line.chars().count();
+        if len > indent && len + 1 + word.chars().count() > width {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = " ".repeat(indent);
+        } else if !line.is_empty() && !line.ends_with(' ') {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+    out
+}
+
+/// A product name shortened for the table (`Microsoft 365 Business Premium` → `M365 Business
+/// Premium`).
+fn short_product(name: &str) -> String {
+    let n = name.trim();
+    for (long, short) in [
+        ("Microsoft 365 ", "M365 "),
+        ("Office 365 ", "O365 "),
+        ("Microsoft ", ""),
+    ] {
+        if let Some(rest) = n.strip_prefix(long) {
+            return format!("{short}{rest}");
+        }
+    }
+    n.to_string()
+}
+
 fn num(n: Option<i64>) -> String {
     n.map(|n| n.to_string()).unwrap_or_else(|| "-".into())
 }
@@ -127,7 +164,7 @@ fn num(n: Option<i64>) -> String {
 /// A plain-text report for a terminal: the summary, the lines (mismatches only unless
 /// `all`), a legend, and what is unmapped.
 pub fn to_table(r: &Reconciliation, opts: TableOptions) -> String {
-    const W: [usize; 10] = [20, 20, 5, 4, 4, 4, 4, 9, 10, 3];
+    const W: [usize; 10] = [22, 22, 5, 4, 4, 4, 4, 9, 10, 3];
     let width = opts.width.max(100);
     let fixed: usize = W.iter().sum::<usize>() + W.len();
     let status_w = width.saturating_sub(fixed).max(10);
@@ -171,7 +208,7 @@ pub fn to_table(r: &Reconciliation, opts: TableOptions) -> String {
             .join(", ");
         let row = [
             fit(&l.customer_name, W[0]),
-            fit(&l.product_name, W[1]),
+            fit(&short_product(&l.product_name), W[1]),
             fit(&format!("{}/{bill}", l.term.as_str()), W[2]),
             right(&num(l.distributor_qty), W[3]),
             right(&num(l.microsoft_qty), W[4]),
@@ -225,12 +262,15 @@ pub fn to_table(r: &Reconciliation, opts: TableOptions) -> String {
         .map(|(st, n)| format!("{} {n}", st.as_str()))
         .collect();
     if !counts.is_empty() {
-        let _ = writeln!(out, "Per status: {}", counts.join(", "));
+        out.push_str(&wrap(&format!("Per status: {}", counts.join(", ")), width, 2));
     }
-    let _ = writeln!(
-        out,
-        "Columns: DD = Dicker Data confirmed, MS = Microsoft active, Asg = assigned (per SKU), PSA = what {psa} charges; $/month = monthly money impact; 7d = hours left to cancel."
-    );
+    out.push_str(&wrap(
+        &format!(
+            "Columns: DD = Dicker Data confirmed, MS = Microsoft active, Asg = assigned (per SKU), PSA = what {psa} charges; Term = term/billing (M monthly, A annual); $/month = monthly money impact; 7d = hours left to cancel (NCE window)."
+        ),
+        width,
+        2,
+    ));
     let _ = writeln!(
         out,
         "Unmapped: {} customer(s), {} product(s).",
@@ -244,7 +284,11 @@ pub fn to_table(r: &Reconciliation, opts: TableOptions) -> String {
                 .unwrap_or_default(),
             _ => String::new(),
         };
-        let _ = writeln!(out, "  customer {} [{}]{hint}", c.name, c.tenant_id);
+        out.push_str(&wrap(
+            &format!("  customer {} [{}]{hint}", c.name, c.tenant_id),
+            width,
+            4,
+        ));
     }
     for p in &r.mapping.unmapped_psa_products {
         let hint = p
@@ -252,11 +296,14 @@ pub fn to_table(r: &Reconciliation, opts: TableOptions) -> String {
             .first()
             .map(|t| format!(" — suggestion: {} ({})", t.label, t.reasons.join("; ")))
             .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "  product {} \"{}\": {} charge(s), no stock code{hint}",
-            p.product, p.name, p.charges
-        );
+        out.push_str(&wrap(
+            &format!(
+                "  product {} \"{}\": {} charge(s), no stock code{hint}",
+                p.product, p.name, p.charges
+            ),
+            width,
+            4,
+        ));
     }
     if s.lines_without_price > 0 {
         let _ = writeln!(
@@ -266,16 +313,19 @@ pub fn to_table(r: &Reconciliation, opts: TableOptions) -> String {
         );
     }
     if !s.customers_without_graph.is_empty() {
-        let _ = writeln!(
-            out,
-            "Assigned licences not checked for {} customer(s): {}",
-            s.customers_without_graph.len(),
-            s.customers_without_graph
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        out.push_str(&wrap(
+            &format!(
+                "Assigned licences not checked (no Graph data) for {} customer(s): {}",
+                s.customers_without_graph.len(),
+                s.customers_without_graph
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            width,
+            2,
+        ));
     }
     for c in &s.customers_not_read {
         let _ = writeln!(
@@ -297,6 +347,15 @@ mod tests {
         assert_eq!(csv_field("Atlas, Pty"), "\"Atlas, Pty\"");
         assert_eq!(csv_field("O\"Brien"), "\"O\"\"Brien\"");
         assert_eq!(csv_field("a\nb"), "\"a\nb\"");
+    }
+
+    #[test]
+    fn wrap_keeps_lines_within_the_width() {
+        let t = wrap(&"word ".repeat(60), 30, 2);
+        assert!(t.lines().all(|l| l.chars().count() <= 30), "{t}");
+        assert!(t.lines().skip(1).all(|l| l.starts_with("  word")), "{t}");
+        assert_eq!(wrap("short", 30, 2), "short\n");
+        assert_eq!(wrap("  indented text", 30, 4), "  indented text\n");
     }
 
     #[test]

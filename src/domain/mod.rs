@@ -20,4 +20,4 @@ pub use model::{
     ProductKey, ProductOverride, PsaCustomerRef, PsaProductRef, Reconciliation, SourceRecord,
     Status, Suggestion, Summary, Term,
 };
-pub use reconcile::{CANCEL_WINDOW_HOURS, reconcile};
+pub use reconcile::{CANCEL_WINDOW_HOURS, reconcile, stock_codes};

@@ -5,8 +5,9 @@
 const LEGAL_WORDS: [&str; 3] = ["pty", "ltd", "limited"];
 
 /// Words too common to count as a shared word in a suggestion.
-const COMMON_WORDS: [&str; 12] = [
-    "pty", "ltd", "limited", "the", "and", "of", "co", "group", "services", "nz", "au", "inc",
+const COMMON_WORDS: [&str; 14] = [
+    "pty", "ltd", "limited", "the", "and", "of", "for", "with", "co", "group", "services", "nz",
+    "au", "inc",
 ];
 
 /// The words of a name: lowercase; every character that is not a letter or digit splits.

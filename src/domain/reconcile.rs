@@ -58,6 +58,31 @@ pub fn reconcile(snap: &Snapshot, opts: &Options) -> Result<Reconciliation, ApiE
     Ok(r.finish(links))
 }
 
+/// Every licence stock code a snapshot involves: Dicker Data's lines and those the Microsoft
+/// subscriptions would be billed under — what to ask Dicker Data's price list for.
+pub fn stock_codes(snap: &Snapshot) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    if let Ok(lines) = &snap.dicker_data {
+        for l in lines {
+            if let Some((k, None)) = dd_key(l)
+                && let Some(code) = k.stock_code()
+            {
+                out.insert(code);
+            }
+        }
+    }
+    for c in &snap.customers {
+        for s in c.subscriptions.iter().flatten() {
+            if let (k, None) = ms_key(s)
+                && let Some(code) = k.stock_code()
+            {
+                out.insert(code);
+            }
+        }
+    }
+    out
+}
+
 /// Graph data of one tenant, indexed.
 struct GraphIdx<'a> {
     /// Commerce (Partner Center) subscription id → Graph sku id (lower case).
