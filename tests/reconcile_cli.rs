@@ -39,8 +39,8 @@ async fn run_async(args: Vec<String>) -> Out {
 
 /// The one-customer, one-consistent-line dataset of docs/dataset.md.
 fn example_dataset() -> serde_json::Value {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/dataset.md"))
-        .unwrap();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/dataset.md")).unwrap();
     let start = doc.find("<!-- example-dataset -->").unwrap();
     let body = &doc[start..];
     let json_start = body.find("```json").unwrap() + "```json".len();
@@ -64,7 +64,11 @@ fn demo_reconcile_reports_the_planted_mismatches_and_exits_1() {
     assert!(s["mismatched"].as_u64().unwrap() > 0);
     assert_eq!(s["psa"], "connectwise");
     let lines = j["lines"].as_array().unwrap();
-    assert!(lines.iter().any(|l| l["statuses"] == serde_json::json!(["in_line"])));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["statuses"] == serde_json::json!(["in_line"]))
+    );
     for l in lines {
         assert!(l["product_id"].as_str().unwrap().contains(':'));
         assert!(["monthly", "annual"].contains(&l["billing"].as_str().unwrap()));
@@ -79,7 +83,11 @@ fn demo_reconcile_reports_the_planted_mismatches_and_exits_1() {
 
     let out = run(&["--demo", "reconcile"]);
     assert_eq!(out.code, 1);
-    assert!(out.stdout.lines().all(|l| l.chars().count() <= 120), "{}", out.stdout);
+    assert!(
+        out.stdout.lines().all(|l| l.chars().count() <= 120),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("lines audited"), "{}", out.stdout);
 }
 
@@ -89,7 +97,11 @@ fn a_world_where_everything_agrees_exits_0_and_an_empty_one_exits_2() {
     let clean = write(d.path(), "clean.json", &example_dataset());
     let out = run(&["--demo", "--dataset", &clean, "reconcile", "--all"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("1 lines audited, 1 in line"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("1 lines audited, 1 in line"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("Atlas Outsourcing"), "{}", out.stdout);
 
     let mut empty = example_dataset();

@@ -174,3 +174,42 @@ async fn planted_mismatches_60_customers() {
 async fn planted_mismatches_200_customers() {
     check_size(200).await;
 }
+
+/// 1,000 customers: still exactly the planted set, and the reconciliation's own time (a
+/// figure, not a pass/fail: run with `--ignored --nocapture`, ideally `--release`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark figure; slow in debug builds"]
+async fn reconcile_1000_customers_time() {
+    let today = chrono::Utc::now().date_naive();
+    let mut w = generate::generate(&generate::GenOptions::new(1000, 42, today));
+    w.app.device_code_interval_secs = 1;
+    let handle = sim::start(
+        w.clone(),
+        FaultSpec::default(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let session = demo::sign_in_microsoft(&handle, &w).await.unwrap();
+    for psa in [PsaKind::ConnectWise, PsaKind::Autotask, PsaKind::Xero] {
+        let sources = demo::sources(&handle, &w, session.clone(), psa)
+            .await
+            .unwrap();
+        let (tx, _rx) = tokio::sync::watch::channel(FetchProgress::default());
+        let snap = fetch::fetch(&sources, &tx).await.unwrap();
+        let t0 = std::time::Instant::now();
+        let runs = 5;
+        let mut r = None;
+        for _ in 0..runs {
+            r = Some(domain::reconcile(&snap, &Options::default()).unwrap());
+        }
+        let per_run = t0.elapsed() / runs;
+        let r = r.unwrap();
+        eprintln!(
+            "{psa:?}: 1000 customers, {} lines reconciled in {:.1} ms",
+            r.lines.len(),
+            per_run.as_secs_f64() * 1000.0
+        );
+        assert_eq!(expected(&w, psa), reported(&r));
+    }
+}

@@ -117,8 +117,10 @@ fn customer_fetch(c: &Cust) -> CustomerFetch {
                 .subs
                 .iter()
                 .map(|s| {
-                    de(json!({"id": format!("dir-{}", s.id), "commerceSubscriptionId": s.id,
-                              "skuId": BP_SKU, "skuPartNumber": "SPB", "status": "Enabled"}))
+                    de(
+                        json!({"id": format!("dir-{}", s.id), "commerceSubscriptionId": s.id,
+                              "skuId": BP_SKU, "skuPartNumber": "SPB", "status": "Enabled"}),
+                    )
                 })
                 .collect(),
         }),
@@ -140,7 +142,13 @@ fn customer_fetch(c: &Cust) -> CustomerFetch {
 
 // ----- Dicker Data ----------------------------------------------------------------------------
 
-fn dd(tenant: &str, sub: &str, code: &str, qty: u32, status: &str) -> cspsync::api::dickerdata::Subscription {
+fn dd(
+    tenant: &str,
+    sub: &str,
+    code: &str,
+    qty: u32,
+    status: &str,
+) -> cspsync::api::dickerdata::Subscription {
     de(json!({
         "TenantId": tenant, "SubscriptionReference": format!("R{}", &sub[..sub.len().min(6)]),
         "CompanyName": "ATLAS OUTSOURCING PTY LTD", "StockCode": code,
@@ -176,8 +184,10 @@ impl Cw {
 
     /// A company with one Monthly agreement (id = company id + 1000).
     fn company(mut self, id: u64, name: &str, website: Option<&str>) -> Cw {
-        self.companies.push(json!({"id": id, "identifier": format!("C{id}"), "name": name,
-                                   "website": website, "types": [{"id": 1, "name": "Client"}]}));
+        self.companies.push(
+            json!({"id": id, "identifier": format!("C{id}"), "name": name,
+                                   "website": website, "types": [{"id": 1, "name": "Client"}]}),
+        );
         self.agreements.push(json!({"id": id + 1000, "name": "Microsoft CSP", "company": {"id": id},
                                     "agreementStatus": "Active", "billingCycle": {"id": 1, "name": "Monthly"}}));
         self
@@ -206,7 +216,11 @@ impl Cw {
     }
 }
 
-fn snapshot(custs: &[Cust], lines: Vec<cspsync::api::dickerdata::Subscription>, psa: Option<PsaSnapshot>) -> Snapshot {
+fn snapshot(
+    custs: &[Cust],
+    lines: Vec<cspsync::api::dickerdata::Subscription>,
+    psa: Option<PsaSnapshot>,
+) -> Snapshot {
     Snapshot {
         started: now() - Duration::seconds(5),
         finished: now(),
@@ -253,7 +267,12 @@ fn money(s: &str) -> Decimal {
 /// The Atlas world: 25 seats everywhere.
 fn atlas(ms: u32, dd_qty: u32, assigned: i64, cw_qty: i64) -> Snapshot {
     snapshot(
-        &[cust(T1, "Atlas Outsourcing Pty Ltd", vec![sub("s1", ms)], Some(assigned))],
+        &[cust(
+            T1,
+            "Atlas Outsourcing Pty Ltd",
+            vec![sub("s1", ms)],
+            Some(assigned),
+        )],
         vec![dd(T1, "s1", BP_P1Y, dd_qty, "ACTIVE")],
         Some(
             Cw::new()
@@ -292,7 +311,10 @@ fn distributor_microsoft_mismatch_costs_the_gap_at_dicker_data_prices() {
     assert_eq!(l.monthly_impact, money("57.90")); // 2 × 28.95
     let e = l.explanation(Field::DistributorQty).unwrap();
     assert_eq!(e.sources[0].api, Api::DickerData);
-    assert!(e.sources[0].detail.contains("ConfirmedQuantity 27"), "{e:?}");
+    assert!(
+        e.sources[0].detail.contains("ConfirmedQuantity 27"),
+        "{e:?}"
+    );
     assert!(!r.summary.all_clean());
 }
 
@@ -332,7 +354,12 @@ fn assigned_is_per_sku_shared_by_terms_and_costed_once() {
     flex.term = "P1M";
     flex.end = now() + Duration::days(10);
     let snap = snapshot(
-        &[cust(T1, "Atlas Outsourcing", vec![sub("s1", 20), flex], Some(22))],
+        &[cust(
+            T1,
+            "Atlas Outsourcing",
+            vec![sub("s1", 20), flex],
+            Some(22),
+        )],
         vec![
             dd(T1, "s1", BP_P1Y, 20, "ACTIVE"),
             dd(T1, "s2", BP_P1M, 5, "ACTIVE"),
@@ -414,7 +441,11 @@ fn billed_not_at_microsoft_is_not_also_a_quantity_mismatch() {
 
 #[test]
 fn a_tenant_partner_center_does_not_list_is_billed_not_at_microsoft() {
-    let snap = snapshot(&[], vec![dd("other-tenant", "s9", BP_P1Y, 3, "ACTIVE")], None);
+    let snap = snapshot(
+        &[],
+        vec![dd("other-tenant", "s9", BP_P1Y, 3, "ACTIVE")],
+        None,
+    );
     let r = run(&snap, Overrides::default());
     let l = only_line(&r);
     assert_eq!(l.statuses, vec![Status::BilledNotAtMicrosoft]);
@@ -425,7 +456,12 @@ fn a_tenant_partner_center_does_not_list_is_billed_not_at_microsoft() {
 #[test]
 fn unmapped_customer_gets_ranked_suggestions_and_no_psa_verdict() {
     let snap = snapshot(
-        &[cust(T1, "Redgum Wealth Pty Ltd", vec![sub("s1", 7)], Some(7))],
+        &[cust(
+            T1,
+            "Redgum Wealth Pty Ltd",
+            vec![sub("s1", 7)],
+            Some(7),
+        )],
         vec![dd(T1, "s1", BP_P1Y, 7, "ACTIVE")],
         Some(
             Cw::new()
@@ -445,10 +481,17 @@ fn unmapped_customer_gets_ranked_suggestions_and_no_psa_verdict() {
     };
     assert_eq!(suggestions[0].label, "City Wealth");
     assert!(
-        suggestions[0].reasons.iter().any(|x| x.contains("same quantities")),
+        suggestions[0]
+            .reasons
+            .iter()
+            .any(|x| x.contains("same quantities")),
         "{suggestions:?}"
     );
-    assert!(suggestions.iter().any(|s| s.label == "Harbour Wealth Advisers"));
+    assert!(
+        suggestions
+            .iter()
+            .any(|s| s.label == "Harbour Wealth Advisers")
+    );
     assert!(suggestions[0].score > suggestions[1].score);
     assert_eq!(r.mapping.unclaimed_psa_customers.len(), 1);
 
@@ -464,7 +507,10 @@ fn unmapped_customer_gets_ranked_suggestions_and_no_psa_verdict() {
     assert_eq!(only_line(&r).statuses, vec![Status::InLine]);
     assert!(matches!(
         r.mapping.customers[0].psa,
-        PsaLink::Mapped { reason: domain::MatchReason::Manual, .. }
+        PsaLink::Mapped {
+            reason: domain::MatchReason::Manual,
+            ..
+        }
     ));
 
     // Marked as not billed in the PSA: not unmapped, not checked.
@@ -484,7 +530,13 @@ fn unmapped_customer_gets_ranked_suggestions_and_no_psa_verdict() {
 fn customers_map_by_domain_but_never_ambiguously() {
     let mut c = cust(T1, "Atlas Outsourcing Pty Ltd", vec![sub("s1", 5)], Some(5));
     c.domains = vec!["atlas.com.au"];
-    let snap = |cw: Cw| snapshot(&[c_clone(&c)], vec![dd(T1, "s1", BP_P1Y, 5, "ACTIVE")], Some(cw.snapshot()));
+    let snap = |cw: Cw| {
+        snapshot(
+            &[c_clone(&c)],
+            vec![dd(T1, "s1", BP_P1Y, 5, "ACTIVE")],
+            Some(cw.snapshot()),
+        )
+    };
     // A different name, the customer's domain: linked by domain.
     let r = run(
         &snap(
@@ -514,7 +566,11 @@ fn customers_map_by_domain_but_never_ambiguously() {
         panic!()
     };
     assert_eq!(suggestions.len(), 2);
-    assert!(suggestions.iter().all(|s| s.reasons[0].contains("but so does")));
+    assert!(
+        suggestions
+            .iter()
+            .all(|s| s.reasons[0].contains("but so does"))
+    );
     // Not fuzzy: "Atlas Outsourcing Services" is not "Atlas Outsourcing".
     let r = run(
         &snap(
@@ -592,10 +648,16 @@ fn an_underbilled_line_stays_underbilled_beside_an_unmapped_one() {
     let mut flex = sub("s2", 4);
     flex.term = "P1M";
     let mut cw = Cw::new().company(250, "Atlas Outsourcing", None);
-    cw.catalog.push(json!({"id": 747, "identifier": "LEGACY", "description": "Legacy"}));
+    cw.catalog
+        .push(json!({"id": 747, "identifier": "LEGACY", "description": "Legacy"}));
     let cw = cw.addition(250, 1, 731, 20).addition(250, 2, 747, 4);
     let snap = snapshot(
-        &[cust(T1, "Atlas Outsourcing", vec![sub("s1", 25), flex], Some(29))],
+        &[cust(
+            T1,
+            "Atlas Outsourcing",
+            vec![sub("s1", 25), flex],
+            Some(29),
+        )],
         vec![
             dd(T1, "s1", BP_P1Y, 25, "ACTIVE"),
             dd(T1, "s2", BP_P1M, 4, "ACTIVE"),
@@ -615,7 +677,12 @@ fn subscriptions_of_one_product_and_term_add_up_and_terms_stay_apart() {
     let mut monthly = sub("s3", 3);
     monthly.term = "P1M";
     let snap = snapshot(
-        &[cust(T1, "Atlas Outsourcing", vec![sub("s1", 10), later, monthly], Some(18))],
+        &[cust(
+            T1,
+            "Atlas Outsourcing",
+            vec![sub("s1", 10), later, monthly],
+            Some(18),
+        )],
         vec![
             dd(T1, "s1", BP_P1Y, 10, "ACTIVE"),
             dd(T1, "s2", BP_P1Y, 5, "ACTIVE"),
@@ -646,7 +713,11 @@ fn cancellation_windows_and_renewal_dates() {
     renewed.created = now() - Duration::days(300);
     renewed.start = now() - Duration::hours(30);
     // As Partner Center dates a term: one month from its start, less a day.
-    renewed.end = renewed.start.checked_add_months(chrono::Months::new(1)).unwrap() - Duration::days(1);
+    renewed.end = renewed
+        .start
+        .checked_add_months(chrono::Months::new(1))
+        .unwrap()
+        - Duration::days(1);
     // Bought 200 hours ago: closed.
     let mut old = sub("s3", 2);
     old.term = "P3Y";
@@ -654,7 +725,12 @@ fn cancellation_windows_and_renewal_dates() {
     old.created = now() - Duration::hours(200);
     old.start = old.created;
     let snap = snapshot(
-        &[cust(T1, "Atlas Outsourcing", vec![fresh, renewed, old], Some(10))],
+        &[cust(
+            T1,
+            "Atlas Outsourcing",
+            vec![fresh, renewed, old],
+            Some(10),
+        )],
         vec![],
         None,
     );
@@ -689,7 +765,10 @@ fn a_customer_that_cannot_be_read_is_not_audited_and_not_clean() {
     let ok = cust("t2", "Kauri Logistics", vec![sub("k1", 2)], Some(2));
     let snap = snapshot(
         &[c, ok],
-        vec![dd(T1, "s1", BP_P1Y, 5, "ACTIVE"), dd("t2", "k1", BP_P1Y, 2, "ACTIVE")],
+        vec![
+            dd(T1, "s1", BP_P1Y, 5, "ACTIVE"),
+            dd("t2", "k1", BP_P1Y, 2, "ACTIVE"),
+        ],
         None,
     );
     let r = run(&snap, Overrides::default());
@@ -718,11 +797,19 @@ fn no_gdap_means_assigned_is_not_checked() {
 #[test]
 fn a_source_that_failed_as_a_whole_fails_the_reconciliation() {
     let mut snap = atlas(5, 5, 5, 5);
-    snap.dicker_data = Err(ApiError::new(Api::DickerData, ErrorKind::Unauthorized, "the Access Code was refused"));
+    snap.dicker_data = Err(ApiError::new(
+        Api::DickerData,
+        ErrorKind::Unauthorized,
+        "the Access Code was refused",
+    ));
     let e = domain::reconcile(&snap, &Options::default()).unwrap_err();
     assert_eq!(e.api, Api::DickerData);
     let mut snap = atlas(5, 5, 5, 5);
-    snap.psa = Some(Err(ApiError::new(Api::ConnectWise, ErrorKind::Forbidden, "no rights")));
+    snap.psa = Some(Err(ApiError::new(
+        Api::ConnectWise,
+        ErrorKind::Forbidden,
+        "no rights",
+    )));
     assert!(domain::reconcile(&snap, &Options::default()).is_err());
 }
 
@@ -749,11 +836,21 @@ fn connectwise_skips_cancelled_additions_and_divides_annual_prices() {
 #[test]
 fn autotask_counts_the_units_in_force() {
     let at = AutotaskSnapshot {
-        companies: vec![de(json!({"id": 500, "companyName": "Atlas Outsourcing Pty Ltd", "isActive": true}))],
-        contracts: vec![de(json!({"id": 7001, "companyID": 500, "contractType": 7, "status": 1}))],
-        services: vec![de(json!({"id": 9001, "name": "M365 BP", "sku": BP_P1Y, "unitPrice": 32.90, "unitCost": 28.95}))],
-        contract_services: vec![de(json!({"id": 12001, "contractID": 7001, "serviceID": 9001, "unitPrice": 32.90, "adjustedPrice": 30.00}))],
-        current_units: vec![de(json!({"id": 1, "contractServiceID": 12001, "startDate": "2026-11-01", "endDate": "2026-11-30", "units": 22}))],
+        companies: vec![de(
+            json!({"id": 500, "companyName": "Atlas Outsourcing Pty Ltd", "isActive": true}),
+        )],
+        contracts: vec![de(
+            json!({"id": 7001, "companyID": 500, "contractType": 7, "status": 1}),
+        )],
+        services: vec![de(
+            json!({"id": 9001, "name": "M365 BP", "sku": BP_P1Y, "unitPrice": 32.90, "unitCost": 28.95}),
+        )],
+        contract_services: vec![de(
+            json!({"id": 12001, "contractID": 7001, "serviceID": 9001, "unitPrice": 32.90, "adjustedPrice": 30.00}),
+        )],
+        current_units: vec![de(
+            json!({"id": 1, "contractServiceID": 12001, "startDate": "2026-11-01", "endDate": "2026-11-30", "units": 22}),
+        )],
     };
     let snap = snapshot(
         &[cust(T1, "Atlas Outsourcing", vec![sub("s1", 25)], Some(25))],
@@ -777,7 +874,9 @@ fn xero_reads_the_latest_live_sales_invoice() {
     };
     let x = XeroSnapshot {
         tenant_id: "org".into(),
-        contacts: vec![de(json!({"ContactID": contact.to_uppercase(), "Name": "ATLAS OUTSOURCING LTD", "ContactStatus": "ACTIVE"}))],
+        contacts: vec![de(
+            json!({"ContactID": contact.to_uppercase(), "Name": "ATLAS OUTSOURCING LTD", "ContactStatus": "ACTIVE"}),
+        )],
         accounts: vec![],
         invoices: vec![
             de(inv("INV-1", "ACCREC", "2026-09-30", "PAID", 10)),
@@ -808,7 +907,19 @@ fn exports_carry_the_documented_columns() {
     let row: Vec<&str> = rows.next().unwrap().split(',').collect();
     assert_eq!(row[0], T1);
     assert_eq!(row[2], BP);
-    assert_eq!(&row[4..12], &["P1Y", "monthly", "25", "25", "25", "20", "psa_underbilled", "164.50"]);
+    assert_eq!(
+        &row[4..12],
+        &[
+            "P1Y",
+            "monthly",
+            "25",
+            "25",
+            "25",
+            "20",
+            "psa_underbilled",
+            "164.50"
+        ]
+    );
     let j: Value = serde_json::from_str(&domain::export::to_json(&r)).unwrap();
     let l = &j["lines"][0];
     for k in domain::export::CSV_COLUMNS {

@@ -262,7 +262,11 @@ pub fn to_table(r: &Reconciliation, opts: TableOptions) -> String {
         .map(|(st, n)| format!("{} {n}", st.as_str()))
         .collect();
     if !counts.is_empty() {
-        out.push_str(&wrap(&format!("Per status: {}", counts.join(", ")), width, 2));
+        out.push_str(&wrap(
+            &format!("Per status: {}", counts.join(", ")),
+            width,
+            2,
+        ));
     }
     out.push_str(&wrap(
         &format!(

@@ -167,7 +167,7 @@ impl Mapping {
 
 /// What the customer mapping needs to know about a customer.
 #[derive(Debug, Clone, Default)]
-pub struct CustomerFacts {
+pub(crate) struct CustomerFacts {
     pub tenant_id: String,
     pub name: String,
     /// Other names it is known by (Dicker Data's company name).
@@ -194,7 +194,7 @@ enum Tentative {
 
 /// Link every customer to the PSA (see the module comment). `facts` and the result are
 /// aligned.
-pub fn map_customers(
+pub(crate) fn map_customers(
     facts: &[CustomerFacts],
     view: Option<&PsaView>,
     overrides: &Overrides,
@@ -513,17 +513,17 @@ fn suggest(
 
 /// A stock code in use: its product name and whether Dicker Data bills it.
 #[derive(Debug, Clone, Default)]
-pub struct KeyInUse {
+pub(crate) struct KeyInUse {
     pub product_name: String,
     pub billed: bool,
 }
 
 /// A line the PSA does not bill under a mapped product although Dicker Data bills it, for
 /// product suggestions: (customer PSA record, customer name, line key, Dicker Data quantity).
-pub type ShortLine = (PsaCustomerRef, String, ProductKey, Decimal);
+pub(crate) type ShortLine = (PsaCustomerRef, String, ProductKey, Decimal);
 
 /// The product half of the mapping view.
-pub fn map_products(
+pub(crate) fn map_products(
     view: Option<&PsaView>,
     keys: &BTreeMap<ProductKey, KeyInUse>,
     short_lines: &[ShortLine],

@@ -11,7 +11,7 @@ pub mod export;
 pub mod mapping;
 pub mod model;
 pub mod names;
-pub mod psa;
+pub(crate) mod psa;
 pub mod reconcile;
 
 pub use mapping::{CustomerLink, Mapping, MatchReason, PsaLink, UnmappedPsaProduct};

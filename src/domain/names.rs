@@ -4,10 +4,30 @@
 /// Legal-form words dropped before comparing names.
 const LEGAL_WORDS: [&str; 3] = ["pty", "ltd", "limited"];
 
-/// Words too common to count as a shared word in a suggestion.
-const COMMON_WORDS: [&str; 14] = [
-    "pty", "ltd", "limited", "the", "and", "of", "for", "with", "co", "group", "services", "nz",
-    "au", "inc",
+/// Words too common to count as a shared word in a suggestion (company and product names).
+const COMMON_WORDS: [&str; 22] = [
+    "pty",
+    "ltd",
+    "limited",
+    "the",
+    "and",
+    "of",
+    "for",
+    "with",
+    "co",
+    "group",
+    "services",
+    "nz",
+    "au",
+    "inc",
+    "microsoft",
+    "365",
+    "licence",
+    "licences",
+    "license",
+    "licenses",
+    "legacy",
+    "item",
 ];
 
 /// The words of a name: lowercase; every character that is not a letter or digit splits.

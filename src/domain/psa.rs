@@ -95,12 +95,6 @@ impl PsaView {
             PsaSnapshot::Xero(s) => xero(s, &ov),
         }
     }
-
-    /// Whether the PSA has a product for the stock code (a catalogue item or service carrying
-    /// it, or in Xero any invoice line with it).
-    pub fn has_product_for(&self, key: &ProductKey) -> bool {
-        self.products.iter().any(|p| p.key.as_ref() == Some(key))
-    }
 }
 
 /// Product overrides, by reference; Xero description overrides by prefix.
