@@ -69,6 +69,35 @@ pub enum Command {
     /// Check every configured connection and permission, one line each; exits non-zero when
     /// any configured check fails. With --demo: against the simulated world, fully set up.
     Doctor,
+    /// Reconcile what Dicker Data bills, what Microsoft has and what the PSA charges, line by
+    /// line. Exits 0 when every line is in line, 1 when mismatches exist, 2 on an error (or
+    /// when nothing, or not everything, could be audited). With --demo: against the simulated
+    /// world.
+    Reconcile(ReconcileArgs),
+}
+
+/// Output format of `reconcile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReconcileFormat {
+    /// A report for a terminal (120 columns).
+    Table,
+    /// Everything, with the explanation of every number (docs/reconcile.md).
+    Json,
+    /// One row per line.
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ReconcileFormat,
+    /// The PSA to reconcile against (default: the one set up; ConnectWise with --demo).
+    /// `none` reconciles Dicker Data and Microsoft only.
+    #[arg(long, value_enum)]
+    pub psa: Option<crate::demo::PsaKind>,
+    /// Table: list the lines that are in line too.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Subcommand)]

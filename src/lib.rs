@@ -11,6 +11,7 @@ pub mod config;
 pub mod connect;
 pub mod demo;
 pub mod doctor;
+pub mod domain;
 pub mod engine;
 pub mod run;
 pub mod secret;

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use crate::cli::{
-    BenchCommand, BenchFetchArgs, Cli, Command, ConfigCommand, FetchArgs, SimArgs, WorldArgs,
+    BenchCommand, BenchFetchArgs, Cli, Command, ConfigCommand, FetchArgs, ReconcileArgs,
+    ReconcileFormat, SimArgs, WorldArgs,
 };
 use crate::config::Endpoints;
 use crate::sim::{self, FaultSpec, World};
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
             crate::doctor::config_show(cli.config_dir.as_deref(), cli.demo)
         }
         Some(Command::Doctor) => rt.block_on(crate::doctor::doctor_main(&cli)),
+        Some(Command::Reconcile(ref args)) => rt.block_on(reconcile_main(&cli, args)),
         None => rt.block_on(tui_main(&cli)),
     }
 }
@@ -343,4 +345,254 @@ async fn tui_main(cli: &Cli) -> Result<ExitCode, String> {
     )
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------------
+// reconcile
+// ---------------------------------------------------------------------------------------------
+
+fn api_err(e: crate::api::error::ApiError) -> String {
+    format!("{e}. {}", e.hint())
+}
+
+/// Stock codes per `PricingRequest` call (the codes travel in the query string, §4.4).
+const PRICE_CHUNK: usize = 40;
+
+/// Dicker Data's buy prices for every licence stock code the snapshot involves
+/// (`PricingRequest`, §4.4), for the money figures of distributor gaps.
+pub async fn distributor_prices(
+    client: &crate::api::dickerdata::DickerDataClient,
+    snap: &crate::engine::fetch::Snapshot,
+) -> Result<crate::domain::PriceBook, crate::api::error::ApiError> {
+    use crate::domain::{PriceBook, ProductKey};
+    let codes = crate::domain::stock_codes(snap);
+    let codes: Vec<String> = codes.into_iter().collect();
+    let mut book = PriceBook {
+        fetched_at: Some(chrono::Utc::now()),
+        ..PriceBook::default()
+    };
+    let calls = codes.chunks(PRICE_CHUNK).map(|chunk| {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        async move { client.prices(&refs).await }
+    });
+    for prices in futures_util::future::join_all(calls).await {
+        for p in prices? {
+            if let (Some(code), Some(price)) = (
+                p.part_number
+                    .as_deref()
+                    .and_then(ProductKey::from_stock_code)
+                    .and_then(|k| k.stock_code()),
+                p.unit_price,
+            ) {
+                book.unit_costs.insert(code, price);
+            }
+        }
+    }
+    Ok(book)
+}
+
+/// The clients, from the saved settings; refuses with what to do when setup is incomplete.
+/// Returns the sources and the Xero session (whose rotated refresh token must be saved).
+async fn reconcile_sources(
+    ctx: &crate::connect::Context,
+    settings: &crate::config::Settings,
+    secrets: &crate::config::Secrets,
+    psa: Option<crate::demo::PsaKind>,
+) -> Result<
+    (
+        crate::engine::fetch::Sources,
+        Option<std::sync::Arc<crate::auth::xero::XeroSession>>,
+    ),
+    String,
+> {
+    use crate::config::PsaKindSetting;
+    use crate::connect;
+    use crate::demo::PsaKind;
+    use crate::engine::fetch::{MicrosoftClients, PsaClient, Sources};
+    let setup = |e: crate::api::error::ApiError| {
+        format!(
+            "{e}; finish the setup (run `cspsync` and complete the wizard) or check it with `cspsync doctor`"
+        )
+    };
+    let session = connect::session(ctx, settings, secrets).map_err(setup)?;
+    let dicker_data = connect::dicker_data(ctx, settings, secrets).map_err(setup)?;
+    let kind = match psa {
+        Some(k) => k,
+        None => match settings.psa.kind {
+            PsaKindSetting::ConnectWise => PsaKind::ConnectWise,
+            PsaKindSetting::Autotask => PsaKind::Autotask,
+            PsaKindSetting::Xero => PsaKind::Xero,
+            PsaKindSetting::None => {
+                return Err("the PSA is not set up: finish the setup wizard's PSA step, or pass `--psa none` to reconcile Dicker Data and Microsoft only".into());
+            }
+        },
+    };
+    let mut xero_session = None;
+    let psa = match kind {
+        PsaKind::None => None,
+        PsaKind::ConnectWise => Some(PsaClient::ConnectWise(
+            connect::connectwise(ctx, settings, secrets).map_err(setup)?,
+        )),
+        PsaKind::Autotask => Some(PsaClient::Autotask(
+            connect::autotask(ctx, settings, secrets)
+                .await
+                .map_err(setup)?,
+        )),
+        PsaKind::Xero => {
+            let tenant_id = settings.psa.xero.tenant_id.trim().to_string();
+            if tenant_id.is_empty() {
+                return Err("Xero is not set up: no organisation is chosen; finish the setup wizard's PSA step".into());
+            }
+            let (client, session) = connect::xero(ctx, settings, secrets).map_err(setup)?;
+            xero_session = Some(session);
+            Some(PsaClient::Xero { client, tenant_id })
+        }
+    };
+    let microsoft = MicrosoftClients {
+        partner_center: connect::partner_center(ctx, &session),
+        graph: connect::graph(ctx, &session),
+        session,
+    };
+    Ok((
+        Sources {
+            microsoft,
+            dicker_data,
+            psa,
+        },
+        xero_session,
+    ))
+}
+
+/// Save refresh tokens the run rotated (Xero rotates on every use, §7.1), re-reading the file
+/// so only those change.
+fn save_rotated(
+    config: &crate::config::ConfigDir,
+    before: &crate::config::Secrets,
+    sources: &crate::engine::fetch::Sources,
+    xero: Option<&crate::auth::xero::XeroSession>,
+) -> Result<(), String> {
+    let ms = sources.microsoft.session.refresh_token().secret().clone();
+    let ms = (before.microsoft_refresh_token.as_deref() != Some(ms.as_str())).then_some(ms);
+    let xe = xero.map(|s| s.refresh_token().secret().clone());
+    let xe = xe.filter(|t| before.xero_refresh_token.as_deref() != Some(t.as_str()));
+    if ms.is_none() && xe.is_none() {
+        return Ok(());
+    }
+    let mut s = config.load_secrets()?;
+    if let Some(t) = ms {
+        s.microsoft_refresh_token = Some(t);
+    }
+    if let Some(t) = xe {
+        s.xero_refresh_token = Some(t);
+    }
+    config.save_secrets(&s)
+}
+
+async fn reconcile_main(cli: &Cli, args: &ReconcileArgs) -> Result<ExitCode, String> {
+    use crate::engine::fetch::{self, FetchProgress};
+    let (tx, _rx) = tokio::sync::watch::channel(FetchProgress::default());
+    // The sim must outlive the fetch; held here until the end.
+    let mut _sim = None;
+    let (sources, snap) = if cli.demo {
+        let mut world = build_world(&cli.world)?;
+        world.app.device_code_interval_secs = 1;
+        let faults = fault_spec(&cli.world)?;
+        let handle = sim::start(
+            world.clone(),
+            faults,
+            "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
+        )
+        .await
+        .map_err(|e| format!("cannot start the simulated world: {e}"))?;
+        eprintln!("signing in to the simulated world…");
+        let psa = args.psa.unwrap_or(crate::demo::PsaKind::ConnectWise);
+        let sources = crate::demo::connect(&handle, &world, psa)
+            .await
+            .map_err(api_err)?;
+        _sim = Some(handle);
+        eprintln!("fetching…");
+        let snap = fetch::fetch(&sources, &tx).await.map_err(api_err)?;
+        (sources, snap)
+    } else {
+        let config = crate::config::ConfigDir::resolve(cli.config_dir.as_deref())?;
+        if !config.settings_path().exists() {
+            return Err(format!(
+                "cspsync is not set up yet (no settings in {}); run `cspsync` to start the setup wizard, or try `cspsync --demo reconcile`",
+                config.dir.display()
+            ));
+        }
+        let settings = config.load_settings()?;
+        let secrets = config.load_secrets()?;
+        let ctx = crate::connect::Context::new(&settings);
+        let (sources, xero) = reconcile_sources(&ctx, &settings, &secrets, args.psa).await?;
+        eprintln!("fetching…");
+        let snap = fetch::fetch(&sources, &tx).await;
+        // Save rotated sign-ins whatever the outcome: the old Xero token stops working soon.
+        if let Err(e) = save_rotated(&config, &secrets, &sources, xero.as_deref()) {
+            eprintln!(
+                "cspsync: a renewed sign-in could not be saved ({e}); the next run may need a new sign-in"
+            );
+        }
+        (sources, snap.map_err(api_err)?)
+    };
+    let prices = match distributor_prices(&sources.dicker_data, &snap).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!(
+                "cspsync: Dicker Data's prices could not be read ({e}); costs come from the PSA instead"
+            );
+            crate::domain::PriceBook::default()
+        }
+    };
+    let opts = crate::domain::Options {
+        prices,
+        ..crate::domain::Options::default()
+    };
+    let r = crate::domain::reconcile(&snap, &opts).map_err(api_err)?;
+    let text = match args.format {
+        ReconcileFormat::Json => {
+            let mut t = crate::domain::export::to_json(&r);
+            t.push('\n');
+            t
+        }
+        ReconcileFormat::Csv => crate::domain::export::to_csv(&r),
+        ReconcileFormat::Table => crate::domain::export::to_table(
+            &r,
+            crate::domain::export::TableOptions {
+                all: args.all,
+                ..Default::default()
+            },
+        ),
+    };
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+    let s = &r.summary;
+    if s.lines_audited == 0 {
+        eprintln!(
+            "cspsync: 0 lines audited: nothing was checked (no subscriptions at Microsoft or Dicker Data)"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    if !s.customers_not_read.is_empty() {
+        eprintln!(
+            "cspsync: {} customer(s) could not be read and were not audited: {}",
+            s.customers_not_read.len(),
+            s.customers_not_read
+                .iter()
+                .map(|c| format!("{} ({})", c.name, c.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        return Ok(ExitCode::from(2));
+    }
+    Ok(if s.mismatched > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -1,0 +1,230 @@
+//! `cspsync reconcile`, run as the real binary: the demo, the saved settings, the formats and
+//! the exit codes (0 all in line, 1 mismatches, 2 error or nothing audited).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+use cspsync::config::{ConfigDir, PsaKindSetting};
+use cspsync::sim::{self, FaultSpec, World};
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[&str]) -> Out {
+    let out = Command::new(env!("CARGO_BIN_EXE_cspsync"))
+        .args(args)
+        .env_remove("CSPSYNC_CONFIG_DIR")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run cspsync");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn run_async(args: Vec<String>) -> Out {
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&a)
+    })
+    .await
+    .unwrap()
+}
+
+/// The one-customer, one-consistent-line dataset of docs/dataset.md.
+fn example_dataset() -> serde_json::Value {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/dataset.md")).unwrap();
+    let start = doc.find("<!-- example-dataset -->").unwrap();
+    let body = &doc[start..];
+    let json_start = body.find("```json").unwrap() + "```json".len();
+    let json_end = body[json_start..].find("```").unwrap() + json_start;
+    serde_json::from_str(&body[json_start..json_end]).unwrap()
+}
+
+fn write(dir: &Path, name: &str, v: &serde_json::Value) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, serde_json::to_string(v).unwrap()).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn demo_reconcile_reports_the_planted_mismatches_and_exits_1() {
+    let out = run(&["--demo", "reconcile", "--format", "json"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let j: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let s = &j["summary"];
+    assert!(s["lines_audited"].as_u64().unwrap() > 0);
+    assert!(s["mismatched"].as_u64().unwrap() > 0);
+    assert_eq!(s["psa"], "connectwise");
+    let lines = j["lines"].as_array().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["statuses"] == serde_json::json!(["in_line"]))
+    );
+    for l in lines {
+        assert!(l["product_id"].as_str().unwrap().contains(':'));
+        assert!(["monthly", "annual"].contains(&l["billing"].as_str().unwrap()));
+        assert!(l["monthly_impact"].as_str().unwrap().contains('.'));
+    }
+
+    let out = run(&["--demo", "reconcile", "--format", "csv", "--psa", "xero"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stdout.starts_with(
+        "customer_tenant_id,customer_name,product_id,product_name,term,billing,distributor_qty,microsoft_qty,assigned,psa_qty,statuses,monthly_impact,renewal_date,cancel_window_hours_left\r\n"
+    ));
+
+    let out = run(&["--demo", "reconcile"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout.lines().all(|l| l.chars().count() <= 120),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("lines audited"), "{}", out.stdout);
+}
+
+#[test]
+fn a_world_where_everything_agrees_exits_0_and_an_empty_one_exits_2() {
+    let d = tempfile::tempdir().unwrap();
+    let clean = write(d.path(), "clean.json", &example_dataset());
+    let out = run(&["--demo", "--dataset", &clean, "reconcile", "--all"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("1 lines audited, 1 in line"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("Atlas Outsourcing"), "{}", out.stdout);
+
+    let mut empty = example_dataset();
+    empty["customers"] = serde_json::json!([]);
+    empty["dicker_data"]["subscriptions"] = serde_json::json!([]);
+    let empty = write(d.path(), "empty.json", &empty);
+    let out = run(&["--demo", "--dataset", &empty, "reconcile"]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("0 lines audited"), "{}", out.stderr);
+    assert!(out.stdout.contains("nothing was checked"), "{}", out.stdout);
+}
+
+#[test]
+fn without_settings_it_says_how_to_set_up() {
+    let d = tempfile::tempdir().unwrap();
+    let out = run(&["--config-dir", d.path().to_str().unwrap(), "reconcile"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("not set up"), "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+}
+
+fn world() -> World {
+    let mut w = cspsync::run::build_world(&cspsync::cli::WorldArgs::default()).unwrap();
+    w.app.device_code_interval_secs = 1;
+    w
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_settings_reconcile_and_the_rotated_xero_sign_in_is_kept() {
+    let w = world();
+    let sim = sim::start(
+        w.clone(),
+        FaultSpec::default(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut setup = cspsync::doctor::complete_demo_setup(&sim, &w)
+        .await
+        .unwrap();
+    assert_eq!(setup.settings.psa.kind, PsaKindSetting::Xero);
+    let d = tempfile::tempdir().unwrap();
+    let c = ConfigDir {
+        dir: d.path().to_path_buf(),
+    };
+    c.save_settings(&setup.settings).unwrap();
+    c.save_secrets(&setup.secrets).unwrap();
+    let dir = d.path().to_str().unwrap().to_string();
+    let before = setup.secrets.xero_refresh_token.clone().unwrap();
+
+    let out = run_async(vec![
+        "--config-dir".into(),
+        dir.clone(),
+        "reconcile".into(),
+        "--format".into(),
+        "json".into(),
+    ])
+    .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let j: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(j["summary"]["psa"], "xero");
+    let planted_xero = w
+        .planted
+        .iter()
+        .filter(|p| p.psa.as_deref().is_none_or(|x| x == "xero"))
+        .count();
+    assert!(planted_xero > 0);
+    assert!(j["summary"]["mismatched"].as_u64().unwrap() > 0);
+    let after = c.load_secrets().unwrap().xero_refresh_token.unwrap();
+    assert_ne!(after, before, "the rotated Xero refresh token is saved");
+    // No secret reaches the output.
+    for s in [
+        &after,
+        &before,
+        setup.secrets.dicker_data_access_code.as_ref().unwrap(),
+    ] {
+        assert!(!out.stdout.contains(s.as_str()) && !out.stderr.contains(s.as_str()));
+    }
+
+    // The saved token works again; another PSA by flag (its credentials are in the setup).
+    let out = run_async(vec![
+        "--config-dir".into(),
+        dir.clone(),
+        "reconcile".into(),
+        "--psa".into(),
+        "connectwise".into(),
+        "--format".into(),
+        "csv".into(),
+    ])
+    .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stdout.lines().count() > 2);
+
+    // No PSA chosen in the setup: refused, unless asked for none.
+    setup.settings.psa.kind = PsaKindSetting::None;
+    c.save_settings(&setup.settings).unwrap();
+    let out = run_async(vec!["--config-dir".into(), dir.clone(), "reconcile".into()]).await;
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("PSA is not set up"), "{}", out.stderr);
+    let out = run_async(vec![
+        "--config-dir".into(),
+        dir.clone(),
+        "reconcile".into(),
+        "--psa".into(),
+        "none".into(),
+    ])
+    .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stdout.contains("no PSA"), "{}", out.stdout);
+
+    // No Dicker Data access code: refused with what is missing.
+    let mut s = c.load_secrets().unwrap();
+    s.dicker_data_access_code = None;
+    c.save_secrets(&s).unwrap();
+    let out = run_async(vec![
+        "--config-dir".into(),
+        dir,
+        "reconcile".into(),
+        "--psa".into(),
+        "none".into(),
+    ])
+    .await;
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("Access Code"), "{}", out.stderr);
+    drop(sim);
+}
