@@ -437,6 +437,14 @@ fn tiny_and_odd_areas_never_panic() {
         }),
     );
     apps.push(refused);
+    // Standings: signed out of a set-up cspsync, a viewer, someone not allowed.
+    apps.push(App::new(with_allowed_users(), false));
+    let mut viewing = App::new(with_allowed_users(), false);
+    sign_in_as(&mut viewing, viewer());
+    apps.push(viewing);
+    let mut denied = App::new(with_allowed_users(), false);
+    sign_in_as(&mut denied, stranger());
+    apps.push(denied);
     for app in &apps {
         for w in (0..=130).step_by(7).chain([1, 2, 33, 36, 37, 79, 80]) {
             for h in (0..=45).step_by(3).chain([1, 2, 17, 18, 19, 20]) {
