@@ -13,11 +13,14 @@ use clap::{Args, Parser, Subcommand};
 )]
 pub struct Cli {
     /// Run against the built-in simulated world instead of the real APIs, in a throw-away
-    /// config directory.
+    /// config directory (or in --config-dir DIR, which keeps the demo's settings across runs).
     #[arg(long, global = true)]
     pub demo: bool,
 
-    /// Settings directory (default: the platform config directory).
+    /// Settings directory (default: the platform config directory). With --demo (given on
+    /// the command line, not by CSPSYNC_CONFIG_DIR): where the demo keeps its settings across
+    /// runs, never a directory with real settings; each run starts the same simulated world,
+    /// so sign in again after a restart.
     #[arg(long, global = true, env = "CSPSYNC_CONFIG_DIR")]
     pub config_dir: Option<PathBuf>,
 

@@ -294,18 +294,84 @@ pub fn demo_setup(world: &World, urls: &sim::Urls) -> Result<crate::tui::app::Se
     })
 }
 
+/// Where the demo keeps its settings: `--config-dir DIR` given on the command line (the
+/// `CSPSYNC_CONFIG_DIR` variable names the real settings and is not used by the demo), else a
+/// temporary directory removed when the demo ends (returned to be kept alive until then).
+fn demo_config_dir(
+    cli: &Cli,
+) -> Result<(crate::config::ConfigDir, Option<tempfile::TempDir>), String> {
+    use crate::config::ConfigDir;
+    let from_env = std::env::var_os("CSPSYNC_CONFIG_DIR").map(std::path::PathBuf::from);
+    let explicit = cli
+        .config_dir
+        .as_ref()
+        .filter(|d| from_env.as_ref() != Some(*d));
+    let Some(dir) = explicit else {
+        let tmp =
+            tempfile::tempdir().map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+        let config = ConfigDir {
+            dir: tmp.path().to_path_buf(),
+        };
+        return Ok((config, Some(tmp)));
+    };
+    let config = ConfigDir { dir: dir.clone() };
+    std::fs::create_dir_all(&config.dir)
+        .map_err(|e| format!("cannot create {}: {e}", config.dir.display()))?;
+    // Never run the demo over real settings: a demo's endpoints are the sim's, on loopback.
+    if config.settings_path().exists() {
+        let settings = config.load_settings()?;
+        let simulated = settings.endpoints.as_ref().is_some_and(|e| {
+            matches!(
+                e.entra.host_str(),
+                Some("127.0.0.1" | "localhost" | "[::1]")
+            )
+        });
+        if !simulated {
+            return Err(format!(
+                "{} holds settings for the real services; the demo will not touch them. Give --demo an empty directory (or one an earlier demo used)",
+                config.dir.display()
+            ));
+        }
+    }
+    Ok((config, None))
+}
+
+/// The demo's setup: what an earlier demo saved in `config` (pointed at this run's sim, whose
+/// world is generated the same but whose sessions are new: the saved ones are dropped, so the
+/// person signs in again — `true` then), else [`demo_setup`].
+fn demo_resume(
+    config: &crate::config::ConfigDir,
+    world: &World,
+    urls: &sim::Urls,
+) -> Result<(crate::tui::app::Setup, bool), String> {
+    if !config.settings_path().exists() {
+        return Ok((demo_setup(world, urls)?, false));
+    }
+    let mut settings = config.load_settings()?;
+    let mut secrets = config.load_secrets()?;
+    settings.endpoints = Some(Endpoints::from_sim(urls).map_err(|e| format!("bad sim URL: {e}"))?);
+    let had_session =
+        secrets.microsoft_refresh_token.is_some() || secrets.xero_refresh_token.is_some();
+    // The earlier sim's tokens mean nothing to this one.
+    secrets.microsoft_refresh_token = None;
+    secrets.xero_refresh_token = None;
+    settings.microsoft.signed_in_oid.clear();
+    settings.microsoft.signed_in_name.clear();
+    tracing::info!(
+        dir = %config.dir.display(),
+        "demo: resumed the saved settings; the earlier sessions were dropped"
+    );
+    Ok((crate::tui::app::Setup { settings, secrets }, had_session))
+}
+
 async fn tui_main(cli: &Cli) -> Result<ExitCode, String> {
     use crate::config::ConfigDir;
     use crate::tui::app::{App, Setup};
     use crate::tui::runner::{Demo, Services};
     let theme = crate::tui::theme::Theme::new(use_color(cli.no_color));
     if cli.demo {
-        // A throw-away directory: the demo never touches the real settings.
-        let tmp =
-            tempfile::tempdir().map_err(|e| format!("cannot create a temporary directory: {e}"))?;
-        let config = ConfigDir {
-            dir: tmp.path().to_path_buf(),
-        };
+        // A throw-away directory, unless `--config-dir DIR` keeps the demo's settings.
+        let (config, _tmp) = demo_config_dir(cli)?;
         init_file_log(&config.log_path());
         let world = build_world(&cli.world)?;
         let mut faults = fault_spec(&cli.world)?;
@@ -319,16 +385,28 @@ async fn tui_main(cli: &Cli) -> Result<ExitCode, String> {
         .await
         .map_err(|e| format!("cannot start the simulated world: {e}"))?;
         let urls = handle.urls();
-        let setup = demo_setup(&world, &urls)?;
+        // Not on screen: scripts (and the PTY tests) find the sim's control surface here.
+        tracing::info!(control = %urls.control, dir = %config.dir.display(), "demo: the simulated world is serving");
+        let (setup, resumed) = demo_resume(&config, &world, &urls)?;
         let ctx = crate::connect::Context::new(&setup.settings);
         let services = Services::new(
             ctx,
-            config,
+            config.clone(),
             Some(Demo {
                 control: urls.control.clone(),
             }),
         );
-        crate::tui::run(App::new(setup, true), services, theme).await?;
+        let mut app = App::new(setup, true);
+        if resumed {
+            app.notice = Some(crate::tui::app::Notice {
+                text: format!(
+                    "Demo resumed from {}: the simulated world restarted, so sign in again.",
+                    config.dir.display()
+                ),
+                error: false,
+            });
+        }
+        crate::tui::run(app, services, theme).await?;
         drop(handle);
         return Ok(ExitCode::SUCCESS);
     }

@@ -10,7 +10,9 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use tokio::sync::mpsc;
 
-use cspsync::config::{ConfigDir, Endpoints, Settings};
+use cspsync::access::Access;
+use cspsync::audit::{self, Actor};
+use cspsync::config::{AllowedUser, ConfigDir, Endpoints, Role, Settings};
 use cspsync::connect::Context;
 use cspsync::secret::Secret;
 use cspsync::sim::generate::{GenOptions, generate};
@@ -263,7 +265,7 @@ fn done_screen_shows_the_msp_details() {
     send(&mut app, key(KeyCode::Char('1')));
     let text = screen(&app, 80, 24);
     for want in [
-        "Signed in as Alex Nguyen",
+        "Signed in as Alex Nguyen <alex.nguyen@contoso-it.com.au> (admin).",
         "Contoso IT Pty Ltd",
         TENANT,
         "contoso-it.com.au",
@@ -296,9 +298,10 @@ fn remembered_screen() {
     send(&mut app, key(KeyCode::Char('1')));
     let text = screen(&app, 80, 24);
     assert!(
-        text.contains("Signed in as alex.nguyen@contoso-it.com.au (remembered)."),
+        text.contains("Signed in as alex.nguyen@contoso-it.com.au (admin, remembered)."),
         "{text}"
     );
+    assert!(text.contains("You set cspsync up"), "{text}");
     assert!(text.contains("Contoso IT Pty Ltd"));
     assert!(!app.wants_tick());
     assert!(hint_keys(&app).contains(&"o"));
@@ -434,6 +437,14 @@ fn tiny_and_odd_areas_never_panic() {
         }),
     );
     apps.push(refused);
+    // Standings: signed out of a set-up cspsync, a viewer, someone not allowed.
+    apps.push(App::new(with_allowed_users(), false));
+    let mut viewing = App::new(with_allowed_users(), false);
+    sign_in_as(&mut viewing, viewer());
+    apps.push(viewing);
+    let mut denied = App::new(with_allowed_users(), false);
+    sign_in_as(&mut denied, stranger());
+    apps.push(denied);
     for app in &apps {
         for w in (0..=130).step_by(7).chain([1, 2, 33, 36, 37, 79, 80]) {
             for h in (0..=45).step_by(3).chain([1, 2, 17, 18, 19, 20]) {
@@ -705,25 +716,346 @@ fn check_account_rules() {
 }
 
 #[test]
-fn sign_out_forgets_the_sign_in_and_saves() {
-    let mut app = App::new(saved(), false);
+fn sign_out_forgets_the_session_but_keeps_the_setup_account() {
+    let mut setup = saved();
+    setup.settings.microsoft.signed_in_oid = "4562bcc8-c436-4f95-b7c0-4f8ce89dca5e".into();
+    setup.settings.microsoft.signed_in_name = "alex.nguyen@contoso-it.com.au".into();
+    let mut app = App::new(setup, false);
     send(&mut app, key(KeyCode::Char('1')));
     let effects = send(&mut app, key(KeyCode::Char('o')));
     let s = saves(&effects);
     assert_eq!(s.len(), 1, "{effects:?}");
+    let m = &s[0].settings.microsoft;
     assert_eq!(s[0].secrets.microsoft_refresh_token, None);
-    assert_eq!(s[0].settings.microsoft.tenant_id, "");
-    assert_eq!(s[0].settings.microsoft.tenant_name, "");
-    assert_eq!(s[0].settings.microsoft.setup_user_name, "");
+    assert_eq!(m.signed_in_oid, "");
+    assert_eq!(m.signed_in_name, "");
+    // cspsync stays set up: the tenant and the setup account (admin) are kept.
+    assert_eq!(m.tenant_id, TENANT);
+    assert_eq!(m.tenant_name, "Contoso IT Pty Ltd");
+    assert_eq!(m.setup_user_oid, "4562bcc8-c436-4f95-b7c0-4f8ce89dca5e");
+    assert_eq!(m.setup_user_name, "alex.nguyen@contoso-it.com.au");
+    assert_eq!(m.client_id, "9b3c5b1e-6d3a-4a8e-9f0a-2c1d4e5f6a7b");
+    assert_eq!(s[0], app.setup);
+    // The sign-out goes to the audit log, by whoever was signed in.
+    let r = records(&effects);
+    assert_eq!(r.len(), 1, "{effects:?}");
+    assert_eq!(r[0].1, audit::SIGN_OUT);
     assert_eq!(
-        s[0].settings.microsoft.client_id,
-        "9b3c5b1e-6d3a-4a8e-9f0a-2c1d4e5f6a7b"
+        r[0].0,
+        Actor::new(
+            "4562bcc8-c436-4f95-b7c0-4f8ce89dca5e",
+            "alex.nguyen@contoso-it.com.au"
+        )
     );
     assert_eq!(app.status(Tab::SignIn), Step::ToDo);
-    assert!(screen(&app, 80, 24).contains("Signed out"));
+    assert_eq!(app.access(), Access::SignedOut);
+    let text = screen(&app, 80, 24);
+    assert!(text.contains("Signed out"), "{text}");
+    assert!(
+        text.contains("cspsync is set up for Contoso IT Pty Ltd (contoso-it.com.au)."),
+        "{text}"
+    );
+    snap("signed_out_set_up", &app);
     // Not signed in: o does nothing.
     assert!(send(&mut app, key(KeyCode::Char('o'))).is_empty());
     assert!(!hint_keys(&app).contains(&"o"));
+    // Signed out, only Sign in opens.
+    send(&mut app, key(KeyCode::Char('2')));
+    assert_eq!(app.tab, Tab::SignIn);
+    // The code screen no longer asks for the MSP admin: anyone allowed may sign in.
+    let g = press_enter(&mut app);
+    send(&mut app, code(g, false));
+    let text = screen(&app, 120, 40);
+    assert!(
+        text.contains("3. Sign in with your work account and accept"),
+        "{text}"
+    );
+    assert!(!text.contains("Global Administrator"), "{text}");
+    snap("waiting_set_up", &app);
+}
+
+// ----- who is signed in (issue 4 §2) ---------------------------------------------------------
+
+const ADMIN_OID: &str = "4562bcc8-c436-4f95-b7c0-4f8ce89dca5e";
+const OP_OID: &str = "0d2f6a7e-1b8c-4e3f-9a5d-6c7b8e9f0a1b";
+const VIEW_OID: &str = "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b";
+const EVE_OID: &str = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a";
+
+fn person(oid: &str, upn: &str, name: &str) -> Account {
+    Account {
+        tenant_id: TENANT.into(),
+        oid: oid.into(),
+        username: Some(upn.into()),
+        name: Some(name.into()),
+        mfa: true,
+    }
+}
+
+fn operator() -> Account {
+    person(OP_OID, "olivia.chen@contoso-it.com.au", "Olivia Chen")
+}
+
+fn viewer() -> Account {
+    person(VIEW_OID, "victor.ross@contoso-it.com.au", "Victor Ross")
+}
+
+fn stranger() -> Account {
+    person(EVE_OID, "eve.adams@contoso-it.com.au", "Eve Adams")
+}
+
+/// Set up by Alex (admin), with Olivia (operator) and Victor (viewer) allowed, and signed out.
+fn with_allowed_users() -> Setup {
+    let mut s = saved();
+    s.secrets.microsoft_refresh_token = None;
+    for (a, role) in [(operator(), Role::Operator), (viewer(), Role::Viewer)] {
+        s.settings.access.allowed.push(AllowedUser {
+            oid: a.oid.clone(),
+            upn: a.username.clone().unwrap(),
+            name: a.name.clone().unwrap(),
+            role,
+        });
+    }
+    s.settings.access.saved_at = Some("2025-06-11T03:04:05Z".into());
+    s
+}
+
+/// Who the audit effects record: (actor, action, details).
+fn records(effects: &[Effect]) -> Vec<(Actor, &'static str, serde_json::Value)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::SignIn(Cmd::Record {
+                actor,
+                action,
+                details,
+            }) => Some((actor.clone(), *action, details.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Sign in as `who` through the pure update; returns the effects of the result.
+fn sign_in_as(app: &mut App, who: Account) -> Vec<Effect> {
+    send(app, key(KeyCode::Char('1')));
+    let g = press_enter(app);
+    send(app, code(g, false));
+    send(
+        app,
+        Msg::SignIn(signin::Msg::SignedIn {
+            generation: g,
+            account: who,
+            details: details(),
+            refresh_token: Secret::new(RT),
+        }),
+    )
+}
+
+#[test]
+fn the_first_sign_in_records_the_setup_account_and_who_is_signed_in() {
+    let mut app = fresh();
+    assert_eq!(app.access(), Access::FirstSetup);
+    let effects = sign_in_as(&mut app, account("alex.nguyen@contoso-it.com.au", TENANT));
+    let m = &app.setup.settings.microsoft;
+    assert_eq!(m.setup_user_oid, ADMIN_OID);
+    assert_eq!(m.setup_user_name, "alex.nguyen@contoso-it.com.au");
+    assert_eq!(m.signed_in_oid, ADMIN_OID);
+    assert_eq!(m.signed_in_name, "alex.nguyen@contoso-it.com.au");
+    assert_eq!(app.access(), Access::Admin);
+    let r = records(&effects);
+    assert_eq!(r.len(), 1, "{effects:?}");
+    assert_eq!(r[0].1, audit::SIGN_IN);
+    assert_eq!(r[0].0.oid, ADMIN_OID);
+    assert_eq!(r[0].2["role"], "admin");
+    assert_eq!(r[0].2["first_setup"], true);
+    assert_eq!(r[0].2["tenant_id"], TENANT);
+    // Nothing secret in the record.
+    assert!(!format!("{r:?}").contains(RT));
+}
+
+#[test]
+fn a_later_sign_in_of_an_allowed_user_keeps_the_setup_account() {
+    for (who, role, label) in [
+        (operator(), Role::Operator, "operator"),
+        (viewer(), Role::Viewer, "viewer"),
+    ] {
+        let mut app = App::new(with_allowed_users(), false);
+        assert_eq!(app.access(), Access::SignedOut);
+        assert_eq!(app.tab, Tab::SignIn);
+        let effects = sign_in_as(&mut app, who.clone());
+        let m = &app.setup.settings.microsoft;
+        assert_eq!(m.setup_user_oid, ADMIN_OID, "the admin stays the admin");
+        assert_eq!(m.setup_user_name, "alex.nguyen@contoso-it.com.au");
+        assert_eq!(m.signed_in_oid, who.oid);
+        assert_eq!(m.signed_in_name, who.username.clone().unwrap());
+        assert_eq!(
+            app.setup.secrets.microsoft_refresh_token.as_deref(),
+            Some(RT)
+        );
+        assert_eq!(app.access(), Access::Allowed(role));
+        assert_eq!(saves(&effects).len(), 1);
+        let r = records(&effects);
+        assert_eq!(r[0].1, audit::SIGN_IN);
+        assert_eq!(
+            r[0].0,
+            Actor::new(who.oid.clone(), who.username.clone().unwrap())
+        );
+        assert_eq!(r[0].2["role"], label);
+        assert_eq!(r[0].2["first_setup"], false);
+        // Every step was done already: the wizard stays where the person is.
+        send(&mut app, key(KeyCode::Char('1')));
+        let text = screen(&app, 80, 24);
+        let want = format!(
+            "Signed in as {} <{}> ({label}).",
+            who.name.clone().unwrap(),
+            who.username.clone().unwrap()
+        );
+        assert!(text.contains(&want), "{want}:\n{text}");
+        snap(&format!("standing_{label}"), &app);
+        // Remembered on the next start.
+        let mut again = App::new(app.setup.clone(), false);
+        send(&mut again, key(KeyCode::Char('1')));
+        let text = screen(&again, 80, 24);
+        let want = format!(
+            "Signed in as {} ({label}, remembered).",
+            who.username.clone().unwrap()
+        );
+        assert!(text.contains(&want), "{want}:\n{text}");
+    }
+}
+
+#[test]
+fn someone_not_on_the_list_is_told_so_and_kept_on_sign_in() {
+    let mut app = App::new(with_allowed_users(), false);
+    let effects = sign_in_as(&mut app, stranger());
+    // The session is kept (so the refusal survives a restart), the admin is unchanged.
+    let m = &app.setup.settings.microsoft;
+    assert_eq!(m.setup_user_oid, ADMIN_OID);
+    assert_eq!(m.signed_in_oid, EVE_OID);
+    assert_eq!(saves(&effects).len(), 1);
+    assert_eq!(
+        app.access(),
+        Access::Denied {
+            name: "eve.adams@contoso-it.com.au".into()
+        }
+    );
+    let r = records(&effects);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].1, audit::SIGN_IN_REFUSED);
+    assert_eq!(r[0].0.oid, EVE_OID);
+    assert_eq!(r[0].2["reason"], "not_allowed");
+    assert_eq!(app.tab, Tab::SignIn);
+    let text = screen(&app, 80, 24);
+    assert!(
+        text.contains("✗ Eve Adams <eve.adams@contoso-it.com.au> is not on cspsync's allowed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ask alex.nguyen@contoso-it.com.au to add you in the Users tab."),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Tenant name"),
+        "no MSP details for a refused person:\n{text}"
+    );
+    snap("denied", &app);
+    // Every other tab sends the person back here, with a notice.
+    for c in '2'..='7' {
+        send(&mut app, key(KeyCode::Char(c)));
+        assert_eq!(app.tab, Tab::SignIn, "key {c}");
+        assert!(app.notice.as_ref().is_some_and(|n| n.error));
+    }
+    send(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.tab, Tab::SignIn);
+    let text = screen(&app, 80, 24);
+    assert!(text.contains("is not on cspsync's allowed users"), "{text}");
+    // After a restart too.
+    let mut again = App::new(app.setup.clone(), false);
+    assert_eq!(again.tab, Tab::SignIn);
+    let text = screen(&again, 120, 40);
+    assert!(
+        text.contains("✗ eve.adams@contoso-it.com.au is not on cspsync's allowed users"),
+        "{text}"
+    );
+    snap("denied_remembered", &again);
+    // Sign out, then someone allowed signs in: every tab opens again.
+    let effects = send(&mut again, key(KeyCode::Char('o')));
+    assert_eq!(records(&effects)[0].1, audit::SIGN_OUT);
+    assert_eq!(records(&effects)[0].0.oid, EVE_OID);
+    assert_eq!(again.access(), Access::SignedOut);
+    sign_in_as(&mut again, operator());
+    assert_eq!(again.access(), Access::Allowed(Role::Operator));
+    send(&mut again, key(KeyCode::Char('4')));
+    assert_eq!(again.tab, Tab::Psa);
+}
+
+#[test]
+fn a_denied_person_may_sign_in_as_someone_else_without_signing_out() {
+    let mut app = App::new(with_allowed_users(), false);
+    sign_in_as(&mut app, stranger());
+    assert!(!app.access().may_use_app());
+    assert!(hint_keys(&app).contains(&"Enter"));
+    sign_in_as(&mut app, account("alex.nguyen@contoso-it.com.au", TENANT));
+    assert_eq!(app.access(), Access::Admin);
+    assert_eq!(
+        app.setup.settings.microsoft.signed_in_name,
+        "alex.nguyen@contoso-it.com.au"
+    );
+    send(&mut app, key(KeyCode::Char('5')));
+    assert_eq!(app.tab, Tab::Users);
+}
+
+#[test]
+fn refusals_go_to_the_audit_log() {
+    let mut app = waiting(false);
+    let g = app.signin.generation;
+    let effects = send(
+        &mut app,
+        Msg::SignIn(signin::Msg::Refused {
+            generation: g,
+            account: account("admin@contosoit.onmicrosoft.com", TENANT),
+            refusal: Refusal::OnMicrosoftDomain,
+        }),
+    );
+    let r = records(&effects);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].1, audit::SIGN_IN_REFUSED);
+    assert_eq!(r[0].0.name, "admin@contosoit.onmicrosoft.com");
+    assert_eq!(r[0].2["reason"], "onmicrosoft_domain");
+
+    let mut app = App::new(saved(), false);
+    let effects = sign_in_as(&mut app, {
+        let mut a = stranger();
+        a.tenant_id = OTHER_TENANT.into();
+        a
+    });
+    assert!(saves(&effects).is_empty());
+    let r = records(&effects);
+    assert_eq!(r[0].1, audit::SIGN_IN_REFUSED);
+    assert_eq!(r[0].2["reason"], "other_tenant");
+    assert_eq!(r[0].2["expected_tenant_id"], TENANT);
+    // A stale result records nothing.
+    let mut app = waiting(false);
+    let g = app.signin.generation;
+    send(&mut app, key(KeyCode::Esc));
+    assert!(records(&send(&mut app, signed_in(g, stranger()))).is_empty());
+}
+
+#[test]
+fn an_audit_failure_is_shown() {
+    let mut app = App::new(saved(), false);
+    send(&mut app, key(KeyCode::Char('1')));
+    send(
+        &mut app,
+        Msg::SignIn(signin::Msg::AuditFailed {
+            error: "cannot open the audit log /data/audit.jsonl: Permission denied (os error 13)"
+                .into(),
+        }),
+    );
+    let text = screen(&app, 80, 24);
+    assert!(
+        text.contains("Not recorded in the audit log: cannot open the audit log"),
+        "{text}"
+    );
 }
 
 // ----- run() against the simulated world -----------------------------------------------------
@@ -905,7 +1237,7 @@ async fn run_signs_in_reads_the_msp_details_and_the_app_saves_them() {
     assert_eq!(restarted.status(Tab::SignIn), Step::Done);
     let mut restarted = restarted;
     send(&mut restarted, key(KeyCode::Char('1')));
-    assert!(screen(&restarted, 80, 24).contains("(remembered)"));
+    assert!(screen(&restarted, 80, 24).contains("(admin, remembered)"));
 }
 
 #[tokio::test]
@@ -1089,5 +1421,113 @@ async fn run_reports_an_unreachable_sign_in_service() {
             assert!(failure.hint.contains("network"), "{failure:?}");
         }
         other => panic!("expected Failed, got {other:?}"),
+    }
+}
+
+/// A member of the MSP tenant who is not an admin, on its own domain.
+fn colleague(w: &World) -> cspsync::sim::world::User {
+    let admin = default_admin(w).id.clone();
+    w.msp
+        .users
+        .iter()
+        .find(|u| {
+            u.id != admin
+                && u.account_enabled
+                && u.user_type == "Member"
+                && u.partner_roles.is_empty()
+                && !u.user_principal_name.contains(".onmicrosoft.com")
+        })
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn run_signs_in_a_colleague_who_is_not_on_the_list_and_the_app_refuses_them() {
+    let w = world();
+    let admin = default_admin(&w).clone();
+    let eve = colleague(&w);
+    let mut e = env(w.clone(), FaultSpec::default(), false).await;
+    // Set up by the admin earlier.
+    e.settings.microsoft.tenant_id = w.msp.tenant_id.clone();
+    e.settings.microsoft.setup_user_oid = admin.id.clone();
+    e.settings.microsoft.setup_user_name = admin.user_principal_name.clone();
+    let (task, mut rx) = e.start(1);
+    let (uc, code_msg) = user_code(&mut rx).await;
+    e.approve(serde_json::json!({ "user_code": uc, "upn": eve.user_principal_name }))
+        .await;
+    let verifying = next(&mut rx).await;
+    let signed_in = next(&mut rx).await;
+    task.await.unwrap();
+    assert!(
+        matches!(&signed_in, signin::Msg::SignedIn { account, .. } if account.oid == eve.id),
+        "{signed_in:?}"
+    );
+    let mut app = App::new(
+        Setup {
+            settings: e.settings.clone(),
+            ..Setup::default()
+        },
+        false,
+    );
+    assert_eq!(app.access(), Access::SignedOut);
+    press_enter(&mut app);
+    send(&mut app, Msg::SignIn(code_msg));
+    send(&mut app, Msg::SignIn(verifying));
+    let effects = send(&mut app, Msg::SignIn(signed_in));
+    assert_eq!(
+        app.access(),
+        Access::Denied {
+            name: eve.user_principal_name.clone()
+        }
+    );
+    assert_eq!(app.setup.settings.microsoft.setup_user_oid, admin.id);
+    // The refusal is written to the audit log in the config directory by run().
+    let (tx, mut rx) = mpsc::channel(4);
+    for effect in effects {
+        if let Effect::SignIn(cmd @ Cmd::Record { .. }) = effect {
+            signin::run(cmd, e.svc.clone(), tx.clone()).await;
+        }
+    }
+    assert!(rx.try_recv().is_err(), "written without complaint");
+    let log = audit::read(&e.svc.config, None).unwrap();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].action, audit::SIGN_IN_REFUSED);
+    assert_eq!(log[0].actor.oid, eve.id);
+    assert_eq!(log[0].actor.name, eve.user_principal_name);
+    assert_eq!(log[0].details["reason"], "not_allowed");
+    let raw = std::fs::read_to_string(audit::path(&e.svc.config)).unwrap();
+    assert!(
+        !raw.contains(
+            app.setup
+                .secrets
+                .microsoft_refresh_token
+                .as_deref()
+                .unwrap()
+        ),
+        "no token in the audit log"
+    );
+}
+
+#[tokio::test]
+async fn run_reports_an_audit_record_it_cannot_write() {
+    let e = env(world(), FaultSpec::default(), false).await;
+    // A directory where the log file should be.
+    std::fs::create_dir_all(audit::path(&e.svc.config)).unwrap();
+    let (tx, mut rx) = mpsc::channel(4);
+    signin::run(
+        Cmd::Record {
+            actor: Actor::new("oid", "alex@contoso-it.com.au"),
+            action: audit::SIGN_OUT,
+            details: serde_json::json!({}),
+        },
+        e.svc.clone(),
+        tx,
+    )
+    .await;
+    match rx.try_recv() {
+        Ok(Msg::SignIn(signin::Msg::AuditFailed { error })) => {
+            assert!(error.contains("audit log"), "{error}")
+        }
+        other => panic!("expected AuditFailed, got {other:?}"),
     }
 }

@@ -8,6 +8,12 @@
 //! saving anything (domain.md §1(a)) — and the MSP details are read from Graph
 //! `/organization` (§2.1). The tenant and the refresh token are then saved, so the next start
 //! needs no sign-in until the session lapses. `o` signs out.
+//!
+//! Access (issue 4 §2): the first sign-in records the setup account (admin); later sign-ins of
+//! the same tenant record only who is signed in now, and the pane shows their standing — their
+//! role, or that they are not on the allowed users (the app then opens nothing but this tab).
+//! Signing out forgets the session but keeps the setup account. Sign-ins, refusals and
+//! sign-outs go to the audit log ([`crate::audit`]), written by [`run`].
 
 use std::sync::{Arc, Mutex};
 
@@ -20,10 +26,14 @@ use ratatui::widgets::{Paragraph, Wrap};
 use tokio::sync::mpsc::Sender;
 use tokio::sync::watch;
 
+use serde_json::{Value, json};
+
 use super::{Hint, Step};
+use crate::access::{self, Access};
 use crate::api::error::{ApiError, ErrorKind};
+use crate::audit::{self, Actor};
 use crate::auth::entra::{DeviceFlowStop, IdClaims, Session};
-use crate::config::{MicrosoftSettings, Settings};
+use crate::config::{Role, Settings};
 use crate::connect;
 use crate::secret::Secret;
 use crate::tui::app::{self, Effect, Setup};
@@ -75,6 +85,20 @@ impl Account {
             name: nonempty(&c.name),
             mfa: c.has_mfa(),
         }
+    }
+
+    /// The sign-in name (`preferred_username`), else the display name, else the object id:
+    /// what is recorded as who signed in.
+    pub fn sign_in_name(&self) -> String {
+        self.username
+            .clone()
+            .or_else(|| self.name.clone())
+            .unwrap_or_else(|| self.oid.clone())
+    }
+
+    /// Who signed in, for the audit log.
+    pub fn actor(&self) -> Actor {
+        Actor::new(self.oid.clone(), self.sign_in_name())
     }
 
     /// `Megan Bowen (megan@contoso.com)`, or whichever of the two is known.
@@ -178,6 +202,8 @@ pub struct Code {
     pub remaining: u64,
     /// The simulated world approves the code by itself.
     pub demo: bool,
+    /// cspsync is set up already: whoever is allowed signs in, not only an admin.
+    pub set_up: bool,
     /// The QR code of `verification_uri`, as text rows.
     qr: Option<Vec<String>>,
 }
@@ -315,17 +341,22 @@ pub enum Msg {
         generation: u64,
         failure: Failure,
     },
+    /// An audit record could not be written (whatever the flow: shown, never dropped).
+    AuditFailed {
+        error: String,
+    },
 }
 
 impl Msg {
-    fn generation(&self) -> u64 {
+    fn generation(&self) -> Option<u64> {
         match self {
             Msg::Code { generation, .. }
             | Msg::Verifying { generation, .. }
             | Msg::SignedIn { generation, .. }
             | Msg::Refused { generation, .. }
             | Msg::Expired { generation, .. }
-            | Msg::Failed { generation, .. } => *generation,
+            | Msg::Failed { generation, .. } => Some(*generation),
+            Msg::AuditFailed { .. } => None,
         }
     }
 }
@@ -340,6 +371,12 @@ pub enum Cmd {
     },
     /// Stop the flow of this generation (and any older one).
     Cancel { generation: u64 },
+    /// Append to the audit log ([`audit::record`], stamped with the time it is written).
+    Record {
+        actor: Actor,
+        action: &'static str,
+        details: Value,
+    },
 }
 
 /// Kept between commands by the runner: the cancel switch of the running flow.
@@ -437,22 +474,52 @@ fn stop(s: &mut State) -> Vec<Effect> {
     vec![Effect::SignIn(Cmd::Cancel { generation: old })]
 }
 
+/// Forget the session and who is signed in; the setup account, the tenant and the app
+/// registration stay (cspsync stays set up, and the next person signs in to it).
 fn sign_out(s: &mut State, setup: &mut Setup) -> Vec<Effect> {
+    let actor = Actor::signed_in(&setup.settings);
     setup.secrets.microsoft_refresh_token = None;
-    // The app registration is configuration, not the account: it stays.
-    setup.settings.microsoft = MicrosoftSettings {
-        client_id: std::mem::take(&mut setup.settings.microsoft.client_id),
-        ..MicrosoftSettings::default()
-    };
+    let m = &mut setup.settings.microsoft;
+    m.signed_in_oid.clear();
+    m.signed_in_name.clear();
     s.saved = false;
     s.phase = Phase::Idle;
-    s.note =
-        Some("Signed out: cspsync forgot the Microsoft sign-in and the MSP details.".to_string());
-    vec![Effect::Save(Box::new(setup.clone()))]
+    s.note = Some("Signed out: cspsync forgot the Microsoft sign-in.".to_string());
+    vec![
+        Effect::Save(Box::new(setup.clone())),
+        record(actor, audit::SIGN_OUT, json!({})),
+    ]
+}
+
+fn record(actor: Actor, action: &'static str, details: Value) -> Effect {
+    Effect::SignIn(Cmd::Record {
+        actor,
+        action,
+        details,
+    })
+}
+
+fn refusal_record(account: &Account, refusal: &Refusal) -> Effect {
+    let details = match refusal {
+        Refusal::OnMicrosoftDomain => json!({
+            "reason": "onmicrosoft_domain",
+            "tenant_id": account.tenant_id,
+        }),
+        Refusal::OtherTenant { expected } => json!({
+            "reason": "other_tenant",
+            "tenant_id": account.tenant_id,
+            "expected_tenant_id": expected,
+        }),
+    };
+    record(account.actor(), audit::SIGN_IN_REFUSED, details)
 }
 
 pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
-    if msg.generation() != s.generation || !s.busy() {
+    if let Msg::AuditFailed { error } = &msg {
+        s.note = Some(format!("Not recorded in the audit log: {error}"));
+        return Vec::new();
+    }
+    if msg.generation() != Some(s.generation) || !s.busy() {
         return Vec::new();
     }
     match msg {
@@ -471,6 +538,7 @@ pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
                     expires_in: expires_in_secs,
                     remaining: expires_in_secs,
                     demo,
+                    set_up: is_set_up(setup),
                 });
             }
             Vec::new()
@@ -488,35 +556,63 @@ pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
             // Checked again against what is saved now (the background checked the settings
             // it started with).
             if let Some(refusal) = check_account(&account, &setup.settings.microsoft.tenant_id) {
+                let effect = refusal_record(&account, &refusal);
                 s.phase = Phase::Refused { account, refusal };
-                return Vec::new();
+                return vec![effect];
             }
             let m = &mut setup.settings.microsoft;
-            m.tenant_id = if details.tenant_id.trim().is_empty() {
-                account.tenant_id.clone()
-            } else {
-                details.tenant_id.trim().to_string()
-            };
-            m.tenant_name = details.tenant_name.trim().to_string();
-            m.domain = details.domain.trim().to_string();
-            m.setup_user_oid = account.oid.clone();
-            m.setup_user_name = account
-                .username
-                .clone()
-                .or_else(|| account.name.clone())
-                .unwrap_or_default();
+            // The first sign-in sets cspsync up: its account is the admin. Later sign-ins
+            // (the same tenant) only say who is signed in now.
+            let first = m.setup_user_oid.trim().is_empty();
+            if first || m.tenant_id.trim().is_empty() {
+                m.tenant_id = if details.tenant_id.trim().is_empty() {
+                    account.tenant_id.clone()
+                } else {
+                    details.tenant_id.trim().to_string()
+                };
+                m.tenant_name = details.tenant_name.trim().to_string();
+                m.domain = details.domain.trim().to_string();
+            }
+            if first {
+                m.setup_user_oid = account.oid.clone();
+                m.setup_user_name = account.sign_in_name();
+            }
+            m.signed_in_oid = account.oid.clone();
+            m.signed_in_name = account.sign_in_name();
             setup.secrets.microsoft_refresh_token = Some(refresh_token.expose().to_string());
             s.saved = is_saved(setup);
+            let standing = access::decide(&setup.settings, true);
+            let audit = match &standing {
+                Access::Denied { .. } => record(
+                    account.actor(),
+                    audit::SIGN_IN_REFUSED,
+                    json!({
+                        "reason": "not_allowed",
+                        "tenant_id": account.tenant_id,
+                    }),
+                ),
+                a => record(
+                    account.actor(),
+                    audit::SIGN_IN,
+                    json!({
+                        "role": a.label(),
+                        "first_setup": first,
+                        "tenant_id": account.tenant_id,
+                        "mfa": account.mfa,
+                    }),
+                ),
+            };
             s.phase = Phase::SignedIn {
                 account: Some(account),
             };
-            vec![Effect::Save(Box::new(setup.clone()))]
+            vec![Effect::Save(Box::new(setup.clone())), audit]
         }
         Msg::Refused {
             account, refusal, ..
         } => {
+            let effect = refusal_record(&account, &refusal);
             s.phase = Phase::Refused { account, refusal };
-            Vec::new()
+            vec![effect]
         }
         Msg::Expired { valid_secs, .. } => {
             s.phase = Phase::Expired { valid_secs };
@@ -526,6 +622,7 @@ pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
             s.phase = Phase::Failed(failure);
             Vec::new()
         }
+        Msg::AuditFailed { .. } => Vec::new(),
     }
 }
 
@@ -593,6 +690,21 @@ pub fn on_tick(s: &mut State) -> Vec<Effect> {
 pub async fn run(cmd: Cmd, svc: Arc<Services>, tx: Sender<app::Msg>) {
     match cmd {
         Cmd::Cancel { generation } => svc.signin.cancel(generation),
+        Cmd::Record {
+            actor,
+            action,
+            details,
+        } => {
+            let event = audit::Event::now(actor, action, details);
+            let config = svc.config.clone();
+            let written = tokio::task::spawn_blocking(move || audit::record(&config, &event))
+                .await
+                .unwrap_or_else(|e| Err(format!("the audit task failed: {e}")));
+            if let Err(error) = written {
+                tracing::warn!("audit record {action} not written: {error}");
+                let _ = tx.send(app::Msg::SignIn(Msg::AuditFailed { error })).await;
+            }
+        }
         Cmd::Start {
             generation,
             settings,
@@ -793,6 +905,7 @@ pub fn render(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: 
     }
     let mut lines: Vec<Line<'static>> = vec![title(theme, "Sign in to Microsoft"), Line::from("")];
     match &s.phase {
+        Phase::Idle if is_set_up(setup) => set_up_idle_lines(setup, theme, &mut lines, s),
         Phase::Idle => {
             lines.push(Line::from(
                 "cspsync signs in to your MSP's Microsoft 365 tenant with a code you type into",
@@ -833,7 +946,8 @@ pub fn render(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: 
             signed_in_lines(account.as_ref(), setup, theme, &mut lines, s)
         }
         Phase::Refused { account, refusal } => {
-            refused_lines(account, refusal, setup, theme, &mut lines)
+            refused_lines(account, refusal, setup, theme, &mut lines);
+            note_lines(s, theme, &mut lines);
         }
         Phase::Expired { valid_secs } => {
             lines.push(Line::from(Span::styled(
@@ -901,6 +1015,52 @@ fn details_lines(setup: &Setup, theme: &Theme, lines: &mut Vec<Line<'static>>) {
     lines.push(row("Domain", &m.domain));
 }
 
+/// cspsync has a setup account: whoever signs in now signs in to it.
+fn is_set_up(setup: &Setup) -> bool {
+    !setup.settings.microsoft.setup_user_oid.trim().is_empty()
+}
+
+/// The setup account's sign-in name, for "ask … to add you".
+fn setup_account_name(setup: &Setup) -> String {
+    let name = setup.settings.microsoft.setup_user_name.trim();
+    if name.is_empty() {
+        "the account that set cspsync up".to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+/// `Alex Nguyen <alex@contoso.com>`, or whichever of the two is known.
+fn who(account: &Account) -> String {
+    match (&account.name, &account.username) {
+        (Some(n), Some(u)) if n != u => format!("{n} <{u}>"),
+        _ => account.sign_in_name(),
+    }
+}
+
+/// Signed out of a cspsync that is set up: who may sign in.
+fn set_up_idle_lines(setup: &Setup, theme: &Theme, lines: &mut Vec<Line<'static>>, s: &State) {
+    let m = &setup.settings.microsoft;
+    let tenant = match (m.tenant_name.trim(), m.domain.trim()) {
+        ("", "") => "your MSP's Microsoft tenant".to_string(),
+        (n, "") => n.to_string(),
+        ("", d) => d.to_string(),
+        (n, d) => format!("{n} ({d})"),
+    };
+    lines.push(Line::from(format!("cspsync is set up for {tenant}.")));
+    lines.push(Line::from(format!(
+        "Sign in with your Microsoft account there: {} (who set cspsync up) and the users allowed in its Users tab may use cspsync.",
+        setup_account_name(setup)
+    )));
+    lines.push(Line::from(""));
+    lines.push(Line::from(vec![
+        Span::raw("Press "),
+        Span::styled("Enter", theme.key()),
+        Span::raw(" to get a sign-in code."),
+    ]));
+    note_lines(s, theme, lines);
+}
+
 fn signed_in_lines(
     account: Option<&Account>,
     setup: &Setup,
@@ -908,22 +1068,71 @@ fn signed_in_lines(
     lines: &mut Vec<Line<'static>>,
     s: &State,
 ) {
-    let who = match account {
-        Some(a) => format!("Signed in as {}.", a.label()),
-        None => {
-            let name = &setup.settings.microsoft.setup_user_name;
-            let name = if name.trim().is_empty() {
-                "your MSP admin"
+    let m = &setup.settings.microsoft;
+    let remembered = || {
+        [m.signed_in_name.trim(), m.setup_user_name.trim()]
+            .into_iter()
+            .find(|n| !n.is_empty())
+            .unwrap_or("your MSP admin")
+            .to_string()
+    };
+    let name = account.map(who).unwrap_or_else(remembered);
+    let standing = access::decide(&setup.settings, is_saved(setup));
+    if let Access::Denied { .. } = standing {
+        lines.push(Line::from(Span::styled(
+            format!(
+                "✗ {name} is not on cspsync's allowed users; ask {} to add you in the Users tab.",
+                setup_account_name(setup)
+            ),
+            theme.error(),
+        )));
+        lines.push(Line::from(""));
+        lines.push(Line::from(
+            "Until you are added, cspsync opens nothing but this tab.",
+        ));
+        lines.push(Line::from(vec![
+            Span::raw("Press "),
+            Span::styled("Enter", theme.key()),
+            Span::raw(" to sign in as someone else, or "),
+            Span::styled("o", theme.key()),
+            Span::raw(" to sign out."),
+        ]));
+        note_lines(s, theme, lines);
+        return;
+    }
+    let role = match &standing {
+        Access::Admin | Access::Allowed(_) => {
+            let again = if account.is_none() {
+                ", remembered"
             } else {
-                name.as_str()
+                ""
             };
-            format!("Signed in as {name} (remembered).")
+            format!(" ({}{again})", standing.label())
         }
+        _ if account.is_none() => " (remembered)".to_string(),
+        _ => String::new(),
     };
     lines.push(Line::from(vec![
         Span::styled("✓ ", theme.ok()),
-        Span::styled(who, theme.ok()),
+        Span::styled(format!("Signed in as {name}{role}."), theme.ok()),
     ]));
+    let what = match &standing {
+        Access::Admin => Some(
+            "You set cspsync up: every tab is yours, and you choose who else may use it (tab 5, Users)."
+                .to_string(),
+        ),
+        Access::Allowed(Role::Operator) => {
+            Some("As an operator you may reconcile and apply syncs.".to_string())
+        }
+        Access::Allowed(Role::Viewer) => Some(format!(
+            "As a viewer you may reconcile, read-only; to apply syncs, ask {} to make you an operator.",
+            setup_account_name(setup)
+        )),
+        _ => None,
+    };
+    if let Some(w) = what {
+        lines.push(Line::from(Span::styled(w, theme.dim())));
+    }
     lines.push(Line::from(""));
     details_lines(setup, theme, lines);
     lines.push(Line::from(""));
@@ -947,7 +1156,7 @@ fn signed_in_lines(
     lines.push(Line::from(vec![
         Span::raw("Press "),
         Span::styled("o", theme.key()),
-        Span::raw(" to sign out (forget the sign-in and the MSP details)."),
+        Span::raw(" to sign out (cspsync stays set up for the next person)."),
     ]));
     note_lines(s, theme, lines);
 }
@@ -992,9 +1201,9 @@ fn refused_lines(
             lines.push(Line::from(""));
             lines.push(Line::from(vec![
                 Span::styled("What to do: ", theme.title()),
-                Span::raw(
-                    "sign in with an admin account of the tenant set up, or sign out first (o) to set cspsync up for another tenant.",
-                ),
+                Span::raw(format!(
+                    "sign in with your account of {set_up}. To set cspsync up for another tenant, start it with an empty settings directory (--config-dir DIR)."
+                )),
             ]));
         }
     }
@@ -1043,9 +1252,11 @@ fn waiting_lines(
         }
         blank(&mut v);
     }
-    v.push(Line::from(
-        "3. Sign in as your MSP admin and accept the permissions.",
-    ));
+    v.push(Line::from(if code.set_up {
+        "3. Sign in with your work account and accept the permissions."
+    } else {
+        "3. Sign in as your MSP admin and accept the permissions."
+    }));
     blank(&mut v);
     let left = code.remaining;
     let clock_style = if left <= 60 {
@@ -1064,7 +1275,7 @@ fn waiting_lines(
             theme.warn(),
         )));
     }
-    if full {
+    if full && !code.set_up {
         v.push(Line::from(Span::styled(
             "Account needed: Global Administrator or Admin Agent, with MFA,",
             theme.dim(),

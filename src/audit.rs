@@ -1,0 +1,387 @@
+//! The audit log (issue 4 §2): who signed in, who was refused, who changed the allowed users
+//! and their roles — append-only JSON Lines, `audit.jsonl` in the data directory
+//! ([`ConfigDir::data_dir`]).
+//!
+//! One object per line:
+//!
+//! ```json
+//! {"time":"2025-06-11T03:04:05Z","actor":{"oid":"…","name":"alex@contoso-it.com.au"},
+//!  "action":"access.allowed_users_saved","details":{"added":[…],"removed":[…],"role_changed":[…]}}
+//! ```
+//!
+//! Each record is written with one `write_all` of the whole line and its newline on a file
+//! opened for appending, so records never interleave or half-overwrite each other; a record
+//! that cannot be written is an `Err` the caller shows. Details name users (object ids, sign-in
+//! names, roles) and never hold a secret.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Value, json};
+
+use crate::config::{AllowedUser, ConfigDir, Role, Settings};
+
+/// The file name in the data directory.
+pub const FILE: &str = "audit.jsonl";
+
+/// Someone signed in and may use cspsync (details: role, tenant, first setup).
+pub const SIGN_IN: &str = "access.sign_in";
+/// Someone signed in but was refused: not on the allowed users, another tenant, or a
+/// `.onmicrosoft.com` account (details: reason).
+pub const SIGN_IN_REFUSED: &str = "access.sign_in_refused";
+/// The signed-in person signed out.
+pub const SIGN_OUT: &str = "access.sign_out";
+/// The allowed-users list was saved (details: added, removed, role_changed).
+pub const ALLOWED_USERS_SAVED: &str = "access.allowed_users_saved";
+
+/// Who did it: the Entra object id and the sign-in name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub oid: String,
+    pub name: String,
+}
+
+impl Actor {
+    pub fn new(oid: impl Into<String>, name: impl Into<String>) -> Actor {
+        Actor {
+            oid: oid.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The person signed in according to the settings (the setup account when older settings
+    /// recorded nobody else); empty when nobody set cspsync up yet.
+    pub fn signed_in(settings: &Settings) -> Actor {
+        let m = &settings.microsoft;
+        if m.signed_in_oid.trim().is_empty() {
+            Actor::new(m.setup_user_oid.trim(), m.setup_user_name.trim())
+        } else {
+            Actor::new(m.signed_in_oid.trim(), m.signed_in_name.trim())
+        }
+    }
+}
+
+/// One record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// When, in UTC; written as RFC 3339 (`2025-06-11T03:04:05.123Z`).
+    #[serde(serialize_with = "ser_time", deserialize_with = "de_time")]
+    pub time: DateTime<Utc>,
+    pub actor: Actor,
+    /// `access.sign_in`, `access.sign_in_refused`, `access.sign_out`,
+    /// `access.allowed_users_saved`, …
+    pub action: String,
+    /// What happened, by action; an empty object when there is nothing to add.
+    #[serde(default = "empty_object")]
+    pub details: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+fn ser_time<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+fn de_time<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    let s = String::deserialize(d)?;
+    DateTime::parse_from_rfc3339(&s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| serde::de::Error::custom(format!("`{s}` is not an RFC 3339 time: {e}")))
+}
+
+impl Event {
+    /// An event happening now.
+    pub fn now(actor: Actor, action: &str, details: Value) -> Event {
+        Event {
+            time: Utc::now(),
+            actor,
+            action: action.to_string(),
+            details,
+        }
+    }
+}
+
+/// Where the log is.
+pub fn path(dir: &ConfigDir) -> PathBuf {
+    dir.data_dir().join(FILE)
+}
+
+/// Append one record. `Err` is one sentence saying what could not be written.
+pub fn record(dir: &ConfigDir, event: &Event) -> Result<(), String> {
+    let path = path(dir);
+    let mut line = serde_json::to_string(event)
+        .map_err(|e| format!("cannot write the audit record {}: {e}", event.action))?;
+    line.push('\n');
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Names of colleagues and who did what: for the owner only, like the secrets.
+        opts.mode(0o600);
+    }
+    let mut file = opts
+        .open(&path)
+        .map_err(|e| format!("cannot open the audit log {}: {e}", path.display()))?;
+    // One write of the whole line: with O_APPEND it lands at the end in one piece.
+    file.write_all(line.as_bytes())
+        .and_then(|_| file.flush())
+        .and_then(|_| file.sync_data())
+        .map_err(|e| format!("cannot write the audit log {}: {e}", path.display()))
+}
+
+/// Every record (at or after `since`, when given), oldest first. A missing log is empty; a
+/// line that is not a record is refused with its line number.
+pub fn read(dir: &ConfigDir, since: Option<DateTime<Utc>>) -> Result<Vec<Event>, String> {
+    let path = path(dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot read the audit log {}: {e}", path.display())),
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: Event = serde_json::from_str(line).map_err(|e| {
+            format!(
+                "{} line {} is not an audit record ({e}); the log may have been edited or damaged",
+                path.display(),
+                i + 1
+            )
+        })?;
+        if since.is_none_or(|s| event.time >= s) {
+            out.push(event);
+        }
+    }
+    Ok(out)
+}
+
+/// A role changed on a user who stays allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleChange {
+    pub user: AllowedUser,
+    /// The role before; `user.role` is the new one.
+    pub from: Role,
+}
+
+/// What a save of the allowed-users list changed, by object id (case-insensitive).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListChanges {
+    pub added: Vec<AllowedUser>,
+    pub removed: Vec<AllowedUser>,
+    pub role_changes: Vec<RoleChange>,
+}
+
+impl ListChanges {
+    pub fn between(before: &[AllowedUser], after: &[AllowedUser]) -> ListChanges {
+        let find = |list: &[AllowedUser], oid: &str| {
+            list.iter()
+                .find(|u| u.oid.trim().eq_ignore_ascii_case(oid.trim()))
+                .cloned()
+        };
+        let mut c = ListChanges::default();
+        for u in after {
+            match find(before, &u.oid) {
+                None => c.added.push(u.clone()),
+                Some(old) if old.role != u.role => c.role_changes.push(RoleChange {
+                    user: u.clone(),
+                    from: old.role,
+                }),
+                Some(_) => {}
+            }
+        }
+        c.removed = before
+            .iter()
+            .filter(|u| find(after, &u.oid).is_none())
+            .cloned()
+            .collect();
+        c
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.role_changes.is_empty()
+    }
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Viewer => "viewer",
+        Role::Operator => "operator",
+    }
+}
+
+fn user_json(u: &AllowedUser) -> Value {
+    json!({"oid": u.oid, "upn": u.upn, "name": u.name, "role": role_name(u.role)})
+}
+
+/// The record of a saved allowed-users list (the Users tab calls this when a save succeeded):
+/// who saved it, and who was added, removed, or given another role.
+pub fn allowed_users_saved(
+    dir: &ConfigDir,
+    actor: &Actor,
+    added: &[AllowedUser],
+    removed: &[AllowedUser],
+    role_changes: &[RoleChange],
+) -> Result<(), String> {
+    record(
+        dir,
+        &allowed_users_saved_event(actor, added, removed, role_changes),
+    )
+}
+
+/// The event [`allowed_users_saved`] writes, stamped now.
+pub fn allowed_users_saved_event(
+    actor: &Actor,
+    added: &[AllowedUser],
+    removed: &[AllowedUser],
+    role_changes: &[RoleChange],
+) -> Event {
+    let changed: Vec<Value> = role_changes
+        .iter()
+        .map(|c| {
+            json!({
+                "oid": c.user.oid,
+                "upn": c.user.upn,
+                "name": c.user.name,
+                "from": role_name(c.from),
+                "to": role_name(c.user.role),
+            })
+        })
+        .collect();
+    Event::now(
+        actor.clone(),
+        ALLOWED_USERS_SAVED,
+        json!({
+            "added": added.iter().map(user_json).collect::<Vec<_>>(),
+            "removed": removed.iter().map(user_json).collect::<Vec<_>>(),
+            "role_changed": changed,
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> (tempfile::TempDir, ConfigDir) {
+        let t = tempfile::tempdir().unwrap();
+        let c = ConfigDir {
+            dir: t.path().join("cfg"),
+        };
+        (t, c)
+    }
+
+    fn user(oid: &str, role: Role) -> AllowedUser {
+        AllowedUser {
+            oid: oid.into(),
+            upn: format!("{oid}@msp.example"),
+            name: oid.to_uppercase(),
+            role,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_one_line_each() {
+        let (_t, d) = dir();
+        assert_eq!(read(&d, None).unwrap(), Vec::new(), "no log yet");
+        let a = Actor::new("admin-oid", "alex@msp.example");
+        let e1 = Event::now(a.clone(), SIGN_IN, json!({"role": "admin"}));
+        record(&d, &e1).unwrap();
+        allowed_users_saved(
+            &d,
+            &a,
+            &[user("bob", Role::Viewer)],
+            &[],
+            &[RoleChange {
+                user: user("cat", Role::Operator),
+                from: Role::Viewer,
+            }],
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(path(&d)).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.ends_with('\n'));
+        let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        let time = first["time"].as_str().unwrap();
+        assert!(time.ends_with('Z'), "{time}");
+        assert!(DateTime::parse_from_rfc3339(time).is_ok());
+        let all = read(&d, None).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].action, SIGN_IN);
+        assert_eq!(all[0].actor, a);
+        assert_eq!(all[1].action, ALLOWED_USERS_SAVED);
+        assert_eq!(all[1].details["added"][0]["oid"], "bob");
+        assert_eq!(all[1].details["added"][0]["role"], "viewer");
+        assert_eq!(all[1].details["role_changed"][0]["from"], "viewer");
+        assert_eq!(all[1].details["role_changed"][0]["to"], "operator");
+        // since: only the later ones.
+        let later = read(&d, Some(all[1].time)).unwrap();
+        assert!(later.iter().all(|e| e.time >= all[1].time));
+        assert!(
+            read(&d, Some(Utc::now() + chrono::Duration::hours(1)))
+                .unwrap()
+                .is_empty()
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path(&d)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_corrupt_line_is_refused_with_its_number() {
+        let (_t, d) = dir();
+        record(&d, &Event::now(Actor::default(), SIGN_OUT, json!({}))).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path(&d))
+            .unwrap();
+        f.write_all(b"{\"time\":\"yesterday\"\n").unwrap();
+        let e = read(&d, None).unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains(FILE), "{e}");
+    }
+
+    #[test]
+    fn an_unwritable_log_is_an_error() {
+        let (_t, d) = dir();
+        std::fs::create_dir_all(&d.dir).unwrap();
+        // A directory where the file should be.
+        std::fs::create_dir_all(path(&d)).unwrap();
+        let e = record(&d, &Event::now(Actor::default(), SIGN_OUT, json!({}))).unwrap_err();
+        assert!(e.contains("audit log"), "{e}");
+    }
+
+    #[test]
+    fn list_changes_by_oid() {
+        let before = vec![
+            user("a", Role::Viewer),
+            user("b", Role::Viewer),
+            user("c", Role::Operator),
+        ];
+        let after = vec![
+            user("A", Role::Viewer),
+            user("b", Role::Operator),
+            user("d", Role::Viewer),
+        ];
+        let c = ListChanges::between(&before, &after);
+        assert_eq!(c.added, vec![user("d", Role::Viewer)]);
+        assert_eq!(c.removed, vec![user("c", Role::Operator)]);
+        assert_eq!(c.role_changes.len(), 1);
+        assert_eq!(c.role_changes[0].user.oid, "b");
+        assert_eq!(c.role_changes[0].from, Role::Viewer);
+        assert!(ListChanges::between(&before, &before).is_empty());
+    }
+}
