@@ -201,7 +201,15 @@ fn refused_and_kept_on_sign_in(t: &Term, dir: &Path, stranger: &User, admin: &Us
     for c in ['2', '3', '4', '5', '6', '7'] {
         t.press(Key::Char(c));
         // The key is handled (the notice appears), and the person is back on Sign in.
-        wait(t, "allowed users: ask the account that set it up");
+        // The notice row (just above the key line) says why.
+        t.wait_until("the refusal notice", STEP, |s| {
+            let rows: Vec<String> = s.contents().lines().map(str::to_string).collect();
+            rows.iter()
+                .rev()
+                .take(3)
+                .any(|r| r.contains("is not on cspsync's allowed users; ask"))
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", t.text()));
         std::thread::sleep(Duration::from_millis(100));
         assert!(
             active_tab(t).contains("Sign in"),

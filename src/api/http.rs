@@ -33,6 +33,14 @@ pub trait TokenSource: Send + Sync + fmt::Debug {
     /// A current access token; with `force_refresh`, a new one even if the cached one has not
     /// expired (the server just said it had).
     fn token(&self, force_refresh: bool) -> BoxFuture<'_, Result<String, ApiError>>;
+
+    /// A token to use after the server refused `refused` (HTTP 401). Sources that cache
+    /// return a newer token when another request already replaced the refused one, so many
+    /// requests meeting the same 401 refresh once; the default forces a refresh.
+    fn refresh_after<'a>(&'a self, refused: &'a str) -> BoxFuture<'a, Result<String, ApiError>> {
+        let _ = refused;
+        self.token(true)
+    }
 }
 
 /// A token that never changes (tests, or a token pasted by hand).
@@ -394,7 +402,8 @@ impl HttpCore {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let _permit = self.limiter.acquire(&req.limit_key).await;
         let mut refreshed = false;
-        let mut force_refresh = false;
+        // The token a 401 refused (the next attempt asks for a newer one).
+        let mut refused: Option<String> = None;
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -403,8 +412,7 @@ impl HttpCore {
             }
             self.stats.attempts.fetch_add(1, Ordering::Relaxed);
             let started = tokio::time::Instant::now();
-            let built = self.build(&req, force_refresh).await?;
-            force_refresh = false;
+            let (built, sent_token) = self.build(&req, refused.take()).await?;
             let outcome = self.client.execute(built).await;
             let outcome = match outcome {
                 Ok(resp) => {
@@ -461,7 +469,7 @@ impl HttpCore {
                     let code = status.as_u16();
                     if code == 401 && self.token.is_some() && !refreshed {
                         refreshed = true;
-                        force_refresh = true;
+                        refused = Some(sent_token.unwrap_or_default());
                         self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
@@ -508,22 +516,25 @@ impl HttpCore {
     async fn build(
         &self,
         req: &Request,
-        force_refresh: bool,
-    ) -> Result<reqwest::Request, ApiError> {
+        refused: Option<String>,
+    ) -> Result<(reqwest::Request, Option<String>), ApiError> {
         let mut rb = self
             .client
             .request(req.method.clone(), req.url.clone())
             .headers(req.headers.clone());
+        let mut sent = None;
         if let Some(token) = &self.token {
-            let t = token
-                .token(force_refresh)
-                .await
-                .map_err(|e| e.with_operation(req.operation.clone()))?;
+            let got = match refused.as_deref() {
+                Some(r) => token.refresh_after(r).await,
+                None => token.token(false).await,
+            };
+            let t = got.map_err(|e| e.with_operation(req.operation.clone()))?;
             let mut v = HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| {
                 ApiError::malformed(self.api, "an access token that cannot be sent in a header")
             })?;
             v.set_sensitive(true);
             rb = rb.header(AUTHORIZATION, v);
+            sent = Some(t);
         }
         rb = match &req.body {
             Some(Body::Json(b)) => rb.header(CONTENT_TYPE, "application/json").body(b.clone()),
@@ -532,10 +543,11 @@ impl HttpCore {
                 .body(s.clone()),
             None => rb,
         };
-        rb.build().map_err(|e| {
+        let built = rb.build().map_err(|e| {
             ApiError::config(self.api, format!("cannot build the request: {e}"))
                 .with_operation(req.operation.clone())
-        })
+        })?;
+        Ok((built, sent))
     }
 
     fn backoff(&self, attempt: u32) -> Duration {

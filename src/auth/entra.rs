@@ -1086,6 +1086,30 @@ impl Session {
         tenant: Option<&str>,
         force_refresh: bool,
     ) -> Result<AccessToken, ApiError> {
+        self.token_inner(resource, tenant, force_refresh, None)
+            .await
+    }
+
+    /// A token after the server refused `refused`: the cached one if another caller already
+    /// replaced the refused token (so many requests meeting one 401 refresh once), else a new
+    /// one.
+    pub async fn access_token_after_refusal(
+        &self,
+        resource: Resource,
+        tenant: Option<&str>,
+        refused: &str,
+    ) -> Result<AccessToken, ApiError> {
+        self.token_inner(resource, tenant, true, Some(refused))
+            .await
+    }
+
+    async fn token_inner(
+        &self,
+        resource: Resource,
+        tenant: Option<&str>,
+        force_refresh: bool,
+        refused: Option<&str>,
+    ) -> Result<AccessToken, ApiError> {
         let key = self.key(resource, tenant);
         let slot = {
             let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -1095,7 +1119,10 @@ impl Session {
         let mut guard = slot.lock().await;
         if let Some(c) = guard.as_ref() {
             let fresh = Instant::now() < c.fresh_until;
-            if (!force_refresh && fresh) || (force_refresh && c.seq > asked) {
+            let replaced = refused.is_some_and(|r| c.token.secret() != r);
+            if (!force_refresh && fresh)
+                || (force_refresh && (c.seq > asked || (replaced && fresh)))
+            {
                 return Ok(c.token.clone());
             }
         }
@@ -1145,6 +1172,15 @@ impl TokenSource for SessionTokens {
         Box::pin(async move {
             self.session
                 .access_token(self.resource, self.tenant.as_deref(), force_refresh)
+                .await
+                .map(|t| t.secret().clone())
+        })
+    }
+
+    fn refresh_after<'a>(&'a self, refused: &'a str) -> BoxFuture<'a, Result<String, ApiError>> {
+        Box::pin(async move {
+            self.session
+                .access_token_after_refusal(self.resource, self.tenant.as_deref(), refused)
                 .await
                 .map(|t| t.secret().clone())
         })

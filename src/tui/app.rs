@@ -272,10 +272,10 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         app.notice = Some(Notice {
             text: match access {
                 Access::Denied { name } => format!(
-                    "{name} is not on cspsync's allowed users: ask the account that set it up to add you, or sign in as someone else."
+                    "{name} is not on cspsync's allowed users; ask {} to add you.",
+                    setup_user(&app.setup)
                 ),
-                _ => "Sign in first: cspsync is set up, and only its allowed users may use it."
-                    .into(),
+                _ => "Sign in first: only cspsync's allowed users may use it.".into(),
             },
             error: true,
         });
@@ -301,6 +301,16 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         }
     }
     effects
+}
+
+/// The setup account, for "ask X" sentences.
+fn setup_user(setup: &Setup) -> String {
+    let n = setup.settings.microsoft.setup_user_name.trim();
+    if n.is_empty() {
+        "the account that set cspsync up".into()
+    } else {
+        n.to_string()
+    }
 }
 
 fn apply(app: &mut App, msg: Msg) -> Vec<Effect> {

@@ -102,6 +102,11 @@ fn footer_bar(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     if app.demo {
         spans.push(Span::styled("DEMO ", theme.warn()));
     }
+    // Who is using the app, once it is set up (issue 4): admin, operator, viewer, ….
+    let access = app.access();
+    if !matches!(access, crate::access::Access::FirstSetup) {
+        spans.push(Span::styled(format!("[{}] ", access.label()), theme.dim()));
+    }
     for h in app.hints() {
         spans.push(Span::styled(h.key, theme.key()));
         spans.push(Span::raw(format!(" {}  ", h.action)));
