@@ -243,8 +243,8 @@ fn not_set_up(dir: &Path) -> String {
 
 /// `cspsync config show`.
 pub fn config_show(explicit_dir: Option<&Path>, demo: bool) -> Result<ExitCode, String> {
-    if demo {
-        return Err("`config show` reads the real settings (or those in --config-dir DIR); the demo keeps its settings in a temporary directory that is gone when it ends, so run it without --demo".into());
+    if demo && explicit_dir.is_none() {
+        return Err("`config show` reads the real settings (or those in --config-dir DIR); the demo keeps its settings in a temporary directory that is gone when it ends, unless it was started with --config-dir DIR: pass that DIR".into());
     }
     let config = ConfigDir::resolve(explicit_dir)?;
     match config_text(&config)? {

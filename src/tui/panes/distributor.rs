@@ -743,7 +743,7 @@ fn result_lines(s: &State, setup: &Setup, theme: &Theme) -> Vec<Line<'static>> {
                 }
             } else {
                 out.push(bad(error.to_string()));
-                match common::microsoft_refusal(error, &setup.settings.microsoft.setup_user_name) {
+                match common::microsoft_refusal(error, &common::signed_in_name(setup)) {
                     Some(lines) => out.extend(lines.into_iter().map(tip)),
                     None => out.push(tip(error.hint().into())),
                 }

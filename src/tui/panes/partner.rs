@@ -476,7 +476,7 @@ pub fn render(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: 
         }
         Phase::Failed(e) => {
             top.push(Line::from(Span::styled(format!("✗ {e}"), theme.error())));
-            let who = &setup.settings.microsoft.setup_user_name;
+            let who = &common::signed_in_name(setup);
             match common::microsoft_refusal(e, who) {
                 Some(lines) => top.extend(lines.into_iter().map(|l| Line::from(format!("  {l}")))),
                 None => top.push(Line::from(format!("  {}", e.hint()))),

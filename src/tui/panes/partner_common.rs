@@ -265,3 +265,14 @@ mod tests {
         assert!(Rotated::of(Some("a"), "a").is_none());
     }
 }
+
+/// Who is signed in now, for "the signed-in account" sentences (the setup account when no
+/// other person signed in since).
+pub fn signed_in_name(setup: &crate::tui::app::Setup) -> String {
+    let ms = &setup.settings.microsoft;
+    if ms.signed_in_name.trim().is_empty() {
+        ms.setup_user_name.clone()
+    } else {
+        ms.signed_in_name.clone()
+    }
+}
