@@ -36,7 +36,8 @@ use crate::connect;
 use crate::tui::app::{self, Effect, Setup};
 use crate::tui::runner::Services;
 use crate::tui::theme::Theme;
-use model::{Changes, Directory, Entry, LoadReport, Outcome, Picker, Side};
+pub use model::{Changes, Entry, Side};
+use model::{Directory, LoadReport, Outcome, Picker};
 
 /// The user properties read (§2.2: `accountEnabled` and `userType` are not default
 /// properties, so they are named in `$select`).

@@ -119,6 +119,9 @@ pub struct Directory {
     hay: String,
     /// Start of each person's haystack; one more entry than people (the end).
     hay_at: Vec<u32>,
+    /// The characters in each person's haystack, as a bit set ([`char_bit`]): a query
+    /// needs all of its characters, so most users are ruled out without reading text.
+    masks: Vec<u64>,
     /// Users left out beyond [`MAX_USERS`] or without an id.
     pub skipped: usize,
 }
@@ -164,7 +167,9 @@ impl Directory {
             disabled: e.disabled,
             guest: e.guest,
         });
+        let from = self.hay.len();
         push_hay(&mut self.hay, &name, &upn);
+        self.masks.push(mask_of(&self.hay[from..]));
         self.hay_at.push(self.hay.len() as u32);
     }
 
@@ -178,14 +183,17 @@ impl Directory {
         let mut hay_at = Vec::with_capacity(n + 1);
         hay_at.push(0u32);
         let mut people = Vec::with_capacity(n);
+        let mut masks = Vec::with_capacity(n);
         for &i in &order {
             hay.push_str(self.hay_of(i as usize));
             hay_at.push(hay.len() as u32);
             people.push(self.people[i as usize]);
+            masks.push(self.masks[i as usize]);
         }
         self.hay = hay;
         self.hay_at = hay_at;
         self.people = people;
+        self.masks = masks;
         self.text.shrink_to_fit();
         self
     }
@@ -197,6 +205,8 @@ impl Directory {
         }
         let p = self.people.remove(i);
         self.people.insert(0, p);
+        let m = self.masks.remove(i);
+        self.masks.insert(0, m);
         let h = self.hay_of(i).to_string();
         let mut hay = String::with_capacity(self.hay.len());
         let mut hay_at = Vec::with_capacity(self.hay_at.len());
@@ -257,46 +267,50 @@ impl Directory {
             .collect()
     }
 
-    /// Users (ascending) whose haystack contains every word. `base` (ascending) limits the
-    /// search to a previous result; without it the whole arena is searched for the longest
-    /// word in one pass, and only its hits are checked for the others.
+    /// Users (ascending) whose haystack contains every word; `base` (ascending) limits
+    /// the search to a previous result. The character masks rule out most users at once; a
+    /// query of single letters or digits is decided by the masks alone.
     fn search(&self, base: Option<&[u32]>, words: &[&str]) -> Vec<u32> {
-        let all_words = |i: usize, skip: usize| {
-            let h = self.hay_of(i);
-            words
-                .iter()
-                .enumerate()
-                .all(|(k, w)| k == skip || h.contains(w))
+        let need = words.iter().fold(0u64, |m, w| m | mask_of(w));
+        let by_mask = words.iter().all(|w| {
+            let mut cs = w.chars();
+            matches!((cs.next(), cs.next()), (Some(c), None) if char_bit(c).1)
+        });
+        let keep = |i: u32| {
+            let i = i as usize;
+            self.masks.get(i).is_some_and(|m| m & need == need)
+                && (by_mask || {
+                    let h = self.hay_of(i);
+                    words.iter().all(|w| h.contains(w))
+                })
         };
-        if let Some(base) = base {
-            return base
-                .iter()
-                .copied()
-                .filter(|i| all_words(*i as usize, usize::MAX))
-                .collect();
+        match base {
+            Some(base) => base.iter().copied().filter(|i| keep(*i)).collect(),
+            None => (0..self.len() as u32).filter(|i| keep(*i)).collect(),
         }
-        let Some((lead, first)) = words.iter().enumerate().max_by_key(|(_, w)| w.len()) else {
-            return (0..self.len() as u32).collect();
-        };
-        let mut out = Vec::new();
-        let mut person = 0usize;
-        let mut last: Option<usize> = None;
-        for (pos, _) in self.hay.match_indices(first) {
-            // Haystacks are in order: walk forward to the one holding `pos` (a word never
-            // spans two, they end in a line break and words have no whitespace).
-            while person + 1 < self.hay_at.len() && self.hay_at[person + 1] as usize <= pos {
-                person += 1;
-            }
-            if last == Some(person) || person >= self.len() {
-                continue;
-            }
-            last = Some(person);
-            if all_words(person, lead) {
-                out.push(person as u32);
-            }
-        }
-        out
     }
+}
+
+/// A character's bit in a mask, and whether the bit is its own (letters, digits and the
+/// punctuation of sign-in names); other characters share the remaining bits.
+fn char_bit(c: char) -> (u32, bool) {
+    match c {
+        'a'..='z' => (c as u32 - 'a' as u32, true),
+        '0'..='9' => (26 + c as u32 - '0' as u32, true),
+        '.' => (36, true),
+        '@' => (37, true),
+        '-' => (38, true),
+        '_' => (39, true),
+        '\'' => (40, true),
+        '#' => (41, true),
+        _ => (42 + (c as u32 % 22), false),
+    }
+}
+
+fn mask_of(s: &str) -> u64 {
+    s.chars()
+        .filter(|c| !c.is_whitespace())
+        .fold(0u64, |m, c| m | (1u64 << char_bit(c).0))
 }
 
 fn push_hay(hay: &mut String, name: &str, upn: &str) {
@@ -1066,15 +1080,18 @@ mod tests {
     #[test]
     fn narrowing_agrees_with_a_fresh_search() {
         let (mut p, _) = Picker::build(dir(&NAMES), "", &[], None);
-        for q in ["a", "am", "am ", "am s", "am sm", "am smi"] {
+        for q in [
+            "a", "am", "am ", "am s", "am sm", "am smi", "z", "é", "@msp", "s.", "s.m",
+        ] {
             p.set_query(q);
             let words: Vec<String> = q.split_whitespace().map(str::to_lowercase).collect();
             let w: Vec<&str> = words.iter().map(String::as_str).collect();
-            assert_eq!(
-                p.levels.last().unwrap().matches,
-                p.dir.search(None, &w),
-                "{q}"
-            );
+            let brute: Vec<u32> = (0..p.len())
+                .filter(|i| w.iter().all(|w| p.dir.hay_of(*i).contains(w)))
+                .map(|i| i as u32)
+                .collect();
+            assert_eq!(p.levels.last().unwrap().matches, brute, "{q}");
+            assert_eq!(p.dir.search(None, &w), brute, "{q}");
         }
     }
 

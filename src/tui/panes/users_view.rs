@@ -12,7 +12,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use super::model::{ADMIN, OPERATOR, Picker, Side, VIEWER};
 use super::{NoteKind, Phase, State, is_admin, plural, thousands};
 use crate::tui::app::Setup;
-use crate::tui::panes::partner::common::{fmt_clock, lines_rows, row, rows_from};
+use crate::tui::panes::partner::common::{fmt_clock, fmt_stored, lines_rows, row, rows_from};
 use crate::tui::theme::Theme;
 
 /// Draw the tab; returns the rows a column shows (for PgUp/PgDn).
@@ -115,14 +115,25 @@ pub fn render(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: 
 fn status_line(s: &State, setup: &Setup, theme: &Theme) -> Line<'static> {
     let tenant = setup.settings.microsoft.tenant_name.trim();
     match &s.phase {
-        Phase::Idle => Line::from(Span::raw(format!(
-            "Press Enter to load the users of {} from Microsoft 365.",
-            if tenant.is_empty() {
-                "your tenant"
-            } else {
-                tenant
-            }
-        ))),
+        Phase::Idle => {
+            let access = &setup.settings.access;
+            let saved = match &access.saved_at {
+                Some(at) => format!(
+                    "Saved {}: the setup account and {} may use cspsync. ",
+                    fmt_stored(at),
+                    plural(access.allowed.len(), "allowed user", "allowed users")
+                ),
+                None => String::new(),
+            };
+            Line::from(Span::raw(format!(
+                "{saved}Press Enter to load the users of {} from Microsoft 365.",
+                if tenant.is_empty() {
+                    "your tenant"
+                } else {
+                    tenant
+                }
+            )))
+        }
         Phase::NotSignedIn => Line::from(Span::styled(
             "! Sign in first (tab 1): the users are read with your Microsoft sign-in.",
             theme.warn(),
@@ -317,7 +328,9 @@ fn column(s: &State, p: &Picker, side: Side, theme: &Theme, frame: &mut Frame, a
     if area.width < 6 || area.height < 3 {
         return 1;
     }
+    // The focused column has the highlighted cursor row (not under the popup) and a `›`.
     let focused = p.focus == side && s.confirm.is_none();
+    let has_cursor = p.focus == side;
     let shown = p.shown(side);
     let total = p.total(side);
     let mut title = if p.query().is_empty() {
@@ -399,7 +412,7 @@ fn column(s: &State, p: &Picker, side: Side, theme: &Theme, frame: &mut Frame, a
             u,
             side,
             at_cursor && focused,
-            at_cursor,
+            at_cursor && has_cursor,
             theme,
             buf,
             inner.x,
@@ -435,11 +448,12 @@ fn draw_row(
         buf.set_style(line, sel);
     }
     let pick = |s: Style| if selected { sel } else { s };
-    let end = x0.saturating_add(width);
+    // One cell of air before the right border.
+    let end = x0.saturating_add(width).saturating_sub(1);
     // Mark, then the right-hand tags (role in Allowed; disabled/guest), then name and sign-in.
     let mark = if row.marked {
         "✓"
-    } else if cursor_here && !selected {
+    } else if cursor_here {
         "›"
     } else {
         " "
@@ -477,7 +491,7 @@ fn draw_row(
     }
     let x = x0.saturating_add(2);
     let mid = right.saturating_sub(x);
-    let fixed = (end.saturating_sub(x).saturating_sub(role_w)) * 45 / 100;
+    let fixed = (end.saturating_sub(x).saturating_sub(role_w)) * 2 / 5;
     let name_w = fixed.max(8).min(mid);
     let name_style = if row.disabled {
         theme.dim()
