@@ -212,8 +212,7 @@ pub enum Cmd {
 #[derive(Debug, Default)]
 pub struct Runtime {}
 
-const READ_ONLY: &str =
-    "Read-only: only the account that set up cspsync can change who may use it.";
+const READ_ONLY: &str = "You can look, not change: this list is read-only for you.";
 
 fn note(s: &mut State, kind: NoteKind, text: impl Into<String>) {
     s.note = Some(Note {
@@ -343,13 +342,13 @@ fn describe(o: &Outcome) -> (NoteKind, String) {
         Outcome::Roles { count, to } => (
             NoteKind::Ok,
             format!(
-                "{} now {} (u undoes, s saves).",
+                "{} {} (u undoes, s saves).",
                 users(*count),
                 match (to, *count == 1) {
-                    (Role::Operator, true) => "is an operator",
-                    (Role::Operator, false) => "are operators",
-                    (Role::Viewer, true) => "is a viewer",
-                    (Role::Viewer, false) => "are viewers",
+                    (Role::Operator, true) => "is now an operator",
+                    (Role::Operator, false) => "are now operators",
+                    (Role::Viewer, true) => "is now a viewer",
+                    (Role::Viewer, false) => "are now viewers",
                 }
             ),
         ),
@@ -614,7 +613,6 @@ pub fn hints(s: &State) -> Vec<Hint> {
     if p.focus == Side::Allowed {
         h.push(Hint::new("r", "role"));
     }
-    h.push(Hint::new("/", "filter"));
     h.push(Hint::new("u", "undo"));
     h.push(Hint::new("s", "save"));
     h

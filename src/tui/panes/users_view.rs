@@ -11,8 +11,11 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::model::{ADMIN, OPERATOR, Picker, Side, VIEWER};
 use super::{NoteKind, Phase, State, is_admin, plural, thousands};
+use crate::api::error::{Api, ApiError, ErrorKind};
 use crate::tui::app::Setup;
-use crate::tui::panes::partner::common::{fmt_clock, fmt_stored, lines_rows, row, rows_from};
+use crate::tui::panes::partner::common::{
+    fmt_clock, fmt_stored, lines_rows, microsoft_refusal, row, rows_from,
+};
 use crate::tui::theme::Theme;
 
 /// Draw the tab; returns the rows a column shows (for PgUp/PgDn).
@@ -27,17 +30,8 @@ pub fn render(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: 
     // Title, with the unsaved marker.
     if let Some(r) = row(area, y) {
         let tenant = setup.settings.microsoft.tenant_name.trim();
-        let mut spans = vec![
-            Span::styled("Allowed users", theme.title()),
-            Span::styled(
-                if tenant.is_empty() {
-                    "  who in your Microsoft 365 tenant may use cspsync".to_string()
-                } else {
-                    format!("  who in {tenant} may use cspsync")
-                },
-                theme.dim(),
-            ),
-        ];
+        let mut spans = vec![Span::styled("Allowed users", theme.title())];
+        // The unsaved marker first, so a narrow terminal cuts the description instead.
         if let Some(p) = &s.picker
             && p.unsaved()
             && admin
@@ -48,6 +42,14 @@ pub fn render(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: 
                 theme.warn(),
             ));
         }
+        spans.push(Span::styled(
+            if tenant.is_empty() {
+                "  who in your Microsoft 365 tenant may use cspsync".to_string()
+            } else {
+                format!("  who in {tenant} may use cspsync")
+            },
+            theme.dim(),
+        ));
         frame.render_widget(Paragraph::new(Line::from(spans)), r);
     }
     y += 1;
@@ -80,7 +82,6 @@ pub fn render(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: 
 
     let Some(p) = &s.picker else {
         intro(
-            s,
             setup,
             theme,
             frame,
@@ -173,7 +174,28 @@ fn status_line(s: &State, setup: &Setup, theme: &Theme) -> Line<'static> {
             }
             Line::from(Span::styled(t, theme.ok()))
         }
-        Phase::Failed(e) => Line::from(Span::styled(format!("✗ {e} {}", e.hint()), theme.error())),
+        Phase::Failed(e) => Line::from(Span::styled(
+            format!("✗ {e} {}", failure_advice(e, setup)),
+            theme.error(),
+        )),
+    }
+}
+
+/// What to do about a failed load: a lapsed sign-in, a refused permission, else the hint.
+fn failure_advice(e: &ApiError, setup: &Setup) -> String {
+    let who = setup.settings.microsoft.signed_in_name.trim();
+    let who = if who.is_empty() {
+        setup.settings.microsoft.setup_user_name.trim()
+    } else {
+        who
+    };
+    if e.api == Api::Graph && matches!(e.kind, ErrorKind::Unauthorized | ErrorKind::Forbidden) {
+        // §1.7 / §2.2: listing users needs User.ReadBasic.All (least) or User.Read.All.
+        return "Listing the tenant's users needs the User.Read.All (or User.ReadBasic.All) permission consented for cspsync: an administrator of the tenant consents to it when signing in (tab 1).".into();
+    }
+    match microsoft_refusal(e, who) {
+        Some(lines) => lines.join(" "),
+        None => e.hint().to_string(),
     }
 }
 
@@ -210,10 +232,7 @@ fn gone_text(p: &Picker) -> String {
     )
 }
 
-fn intro(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: Rect) {
-    if s.loading() {
-        return;
-    }
+fn intro(setup: &Setup, theme: &Theme, frame: &mut Frame, area: Rect) {
     let who = setup.settings.microsoft.setup_user_name.trim();
     let lines = vec![
         Line::from(
@@ -382,7 +401,7 @@ fn column(s: &State, p: &Picker, side: Side, theme: &Theme, frame: &mut Frame, a
         let text = if !p.query().is_empty() {
             "No one matches the filter."
         } else if side == Side::Allowed {
-            "Nobody yet: select users on the left and press Enter."
+            "Nobody yet: Enter moves users here."
         } else if p.is_empty() {
             "The tenant has no users."
         } else {
@@ -491,8 +510,9 @@ fn draw_row(
     }
     let x = x0.saturating_add(2);
     let mid = right.saturating_sub(x);
-    let fixed = (end.saturating_sub(x).saturating_sub(role_w)) * 2 / 5;
-    let name_w = fixed.max(8).min(mid);
+    // The name column: half of the row, at most 22 cells.
+    let fixed = (end.saturating_sub(x).saturating_sub(role_w)) / 2;
+    let name_w = fixed.clamp(8, 22).min(mid);
     let name_style = if row.disabled {
         theme.dim()
     } else {
