@@ -103,16 +103,16 @@ struct Person {
 
 /// Replace control characters (a line break in a display name) and cap the length.
 fn clean(s: &str, max_chars: usize) -> String {
-    s.trim()
+    let spaced: String = s
         .chars()
-        .take(max_chars)
         .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+        .collect();
+    spaced.trim().chars().take(max_chars).collect()
 }
 
 /// The users, in one text arena and one haystack arena (`lower(name) \n lower(upn) \n` per
 /// user, in display order once [`Directory::finish`]ed).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Directory {
     text: String,
     people: Vec<Person>,
@@ -124,6 +124,31 @@ pub struct Directory {
     masks: Vec<u64>,
     /// Users left out beyond [`MAX_USERS`] or without an id.
     pub skipped: usize,
+}
+
+/// A count, not 50,000 names (the app's state may be logged).
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory")
+            .field("users", &self.len())
+            .field("skipped", &self.skipped)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counts, not 50,000 users.
+impl std::fmt::Debug for Picker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Picker")
+            .field("users", &self.len())
+            .field("allowed", &self.total[1])
+            .field("changed", &self.diff)
+            .field("gone", &self.gone.len())
+            .field("query", &self.query)
+            .field("focus", &self.focus)
+            .field("undo", &self.undo.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Directory {
@@ -174,10 +199,17 @@ impl Directory {
     }
 
     /// Sort into display order (name, then sign-in name, ignoring case); the haystacks are
-    /// laid out again in that order so a filter scans memory front to back.
+    /// laid out again in that order so a filter scans memory front to back. A user listed
+    /// twice (the same id) is kept once.
     pub fn finish(mut self) -> Directory {
         let n = self.people.len();
-        let mut order: Vec<u32> = (0..n as u32).collect();
+        let mut seen = HashSet::with_capacity(n);
+        let mut order: Vec<u32> = (0..n as u32)
+            .filter(|i| seen.insert(self.oid(*i as usize).to_lowercase()))
+            .collect();
+        drop(seen);
+        self.skipped += n - order.len();
+        let n = order.len();
         order.sort_by(|a, b| self.hay_of(*a as usize).cmp(self.hay_of(*b as usize)));
         let mut hay = String::with_capacity(self.hay.len());
         let mut hay_at = Vec::with_capacity(n + 1);
@@ -406,7 +438,7 @@ struct Level {
 }
 
 /// The two-column picker.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Picker {
     dir: Directory,
     saved: Vec<u8>,
@@ -1154,5 +1186,143 @@ mod tests {
         assert_eq!(q.undo_depth(), 1);
         assert_eq!(q.changes().added.len(), 1);
         assert_eq!(q.changes().gone.len(), 1);
+    }
+
+    #[test]
+    fn odd_input_is_cleaned_deduplicated_and_capped() {
+        let mut d = Directory::default();
+        d.push(&Entry {
+            oid: "a".into(),
+            name: "Line\nBreak\u{7}".into(),
+            upn: "x@y".into(),
+            ..Entry::default()
+        });
+        d.push(&Entry {
+            oid: "A".into(),
+            name: "Same id again".into(),
+            ..Entry::default()
+        });
+        d.push(&Entry {
+            oid: "  ".into(),
+            name: "No id".into(),
+            ..Entry::default()
+        });
+        d.push(&Entry {
+            oid: "b".into(),
+            name: "  ".into(),
+            upn: "only.upn@y".into(),
+            ..Entry::default()
+        });
+        d.push(&Entry {
+            oid: "c".into(),
+            name: "é".repeat(5000),
+            ..Entry::default()
+        });
+        let d = d.finish();
+        assert_eq!(d.len(), 3);
+        assert_eq!(d.skipped, 2);
+        let names: Vec<&str> = (0..3).map(|i| d.name(i)).collect();
+        assert!(names.contains(&"Line Break"), "{names:?}");
+        assert!(
+            names.contains(&"only.upn@y"),
+            "a user without a name shows the sign-in name"
+        );
+        assert!(names.iter().any(|n| n.chars().count() == MAX_NAME_CHARS));
+        assert_eq!(format!("{d:?}"), "Directory { users: 3, skipped: 2, .. }");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Type(char),
+            Back,
+            Clear,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                6 => prop::sample::select(vec!['a', 'b', 'A', 'B', ' ', 'é', 'É', '.', '@', 'ß', 'x'])
+                    .prop_map(Op::Type),
+                2 => Just(Op::Back),
+                1 => Just(Op::Clear),
+            ]
+        }
+
+        proptest! {
+            /// Whatever is typed, deleted or cleared, the columns show exactly the users
+            /// whose name or sign-in name holds every word, ignoring case.
+            #[test]
+            fn filtering_matches_a_fresh_search(
+                names in prop::collection::vec(("[abAB é.@ßx]{0,6}", "[ab.@x]{0,5}"), 0..40),
+                ops in prop::collection::vec(op(), 0..30),
+            ) {
+                let mut d = Directory::default();
+                for (i, (n, u)) in names.iter().enumerate() {
+                    d.push(&Entry { oid: format!("o{i}"), name: n.clone(), upn: u.clone(), ..Entry::default() });
+                }
+                let (mut p, _) = Picker::build(d.finish(), "o0", &[], None);
+                for o in ops {
+                    match o {
+                        Op::Type(c) => p.push_query_char(c),
+                        Op::Back => p.pop_query_char(),
+                        Op::Clear => p.set_query(""),
+                    }
+                    let q = p.query().to_lowercase();
+                    let words: Vec<&str> = q.split_whitespace().collect();
+                    let want: Vec<u32> = (0..p.len())
+                        .filter(|i| {
+                            let h = format!("{}\n{}", p.dir.name(*i).to_lowercase(), p.dir.upn(*i).to_lowercase());
+                            words.iter().all(|w| h.contains(w))
+                        })
+                        .map(|i| i as u32)
+                        .collect();
+                    let mut got: Vec<u32> = p.shown(Side::Disallowed).iter().chain(p.shown(Side::Allowed)).copied().collect();
+                    got.sort_unstable();
+                    prop_assert_eq!(got, want, "query {:?}", p.query());
+                    prop_assert!(p.cursor(Side::Disallowed) <= p.shown(Side::Disallowed).len());
+                }
+            }
+
+            /// Any sequence of keys keeps the counters true, and undoing everything returns
+            /// to the saved list.
+            #[test]
+            fn changes_then_undo_all(keys in prop::collection::vec(0u8..9, 0..60)) {
+                let names: Vec<String> = (0..12).map(|i| format!("User {i}")).collect();
+                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                let saved = vec![AllowedUser { oid: "oid-3".into(), role: Role::Operator, ..Default::default() }];
+                let (mut p, _) = Picker::build(dir(&refs), "oid-0", &saved, None);
+                for k in keys {
+                    match k {
+                        0 => p.move_by(1),
+                        1 => p.move_by(-1),
+                        2 => { p.toggle_mark(); }
+                        3 => { p.transfer(); }
+                        4 => { p.transfer_shown(); }
+                        5 => { p.toggle_role(); }
+                        6 => p.switch_to(p.focus.other()),
+                        7 => p.push_query_char('1'),
+                        _ => p.set_query(""),
+                    }
+                    let allowed = (0..p.len()).filter(|i| p.cur[*i] != NOT_ALLOWED).count();
+                    prop_assert_eq!(p.total(Side::Allowed), allowed);
+                    prop_assert_eq!(p.total(Side::Disallowed), p.len() - allowed);
+                    let diff = (0..p.len()).filter(|i| p.cur[*i] != p.saved[*i]).count();
+                    prop_assert_eq!(p.changed_users(), diff);
+                    prop_assert_eq!(p.cur[0], ADMIN);
+                    for side in [Side::Disallowed, Side::Allowed] {
+                        let marked = (0..p.len()).filter(|i| p.marked[*i] && Side::of(p.cur[*i]) == side).count();
+                        prop_assert_eq!(p.marked_count(side), marked);
+                    }
+                }
+                while p.undo_depth() > 0 {
+                    p.undo();
+                }
+                prop_assert!(!p.unsaved());
+                prop_assert_eq!(p.allowed_list().len(), 1);
+            }
+        }
     }
 }
