@@ -260,9 +260,19 @@ fn vm(pid: u32) -> (String, String) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU time (utime + stime, clock ticks) of a process.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
+}
+
 /// Sign in (the simulated browser approves after a few seconds), open the Users tab, load
-/// every user; prints the resident memory before and after loading.
-fn walk(t: &mut pty::Term, what: &str) {
+/// every user; prints the resident memory before and after loading, and the CPU time the
+/// app (and `other`, the simulator's process when separate) used while loading.
+fn walk(t: &mut pty::Term, what: &str, other: Option<u32>) {
     let wait = |t: &pty::Term, text: &str, secs: u64| {
         t.wait_for(text, Duration::from_secs(secs))
             .unwrap_or_else(|e| panic!("{e}\n--- screen ---\n{}", t.text()))
@@ -275,10 +285,12 @@ fn walk(t: &mut pty::Term, what: &str) {
     t.press(pty::Key::Char('5'));
     wait(t, "Press Enter to load the users", 10);
     let (before, _) = vm(pid);
+    let cpu0 = (cpu_ticks(pid), other.map(cpu_ticks));
     let t0 = Instant::now();
     t.press(pty::Key::Enter);
     wait(t, "50,000 users in", 600);
     let took = t0.elapsed();
+    let cpu1 = (cpu_ticks(pid), other.map(cpu_ticks));
     std::thread::sleep(Duration::from_secs(1));
     let (rss, hwm) = vm(pid);
     println!("  {what}:");
@@ -286,6 +298,19 @@ fn walk(t: &mut pty::Term, what: &str) {
         "    loading every page (Enter to the list on screen): {:.1} s",
         took.as_secs_f64()
     );
+    // Clock ticks are 1/100 s on Linux.
+    let secs = |a: u64, b: u64| b.saturating_sub(a) as f64 / 100.0;
+    match (cpu0.1, cpu1.1) {
+        (Some(a), Some(b)) => println!(
+            "    CPU while loading: the app {:.1} s, the simulator {:.1} s",
+            secs(cpu0.0, cpu1.0),
+            secs(a, b)
+        ),
+        _ => println!(
+            "    CPU while loading (app and simulator together): {:.1} s",
+            secs(cpu0.0, cpu1.0)
+        ),
+    }
     println!("    resident before loading: VmRSS {before}");
     println!("    resident with 50,000 users loaded: VmRSS {rss} (peak VmHWM {hwm})");
     t.press(pty::Key::Char('q'));
@@ -305,6 +330,7 @@ fn rss() {
     walk(
         &mut t,
         "cspsync --demo --msp-users 50000 (app + simulated world in one process)",
+        None,
     );
 
     let dir = tempfile::tempdir().unwrap();
@@ -333,6 +359,7 @@ fn rss() {
     walk(
         &mut t,
         "cspsync against `cspsync sim` in another process (the app alone)",
+        Some(sim.id()),
     );
     let (sim_rss, _) = vm(sim.id());
     println!("    (the simulator's own process after serving the pages: VmRSS {sim_rss})");
