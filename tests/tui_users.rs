@@ -216,6 +216,7 @@ fn save(app: &mut App) -> Vec<Effect> {
         Msg::Users(users::Msg::Committed {
             generation,
             at: at(),
+            audit: Ok(()),
         }),
     )
 }
@@ -289,6 +290,7 @@ fn screens_confirm_and_saved() {
         Msg::Users(users::Msg::Committed {
             generation,
             at: at(),
+            audit: Ok(()),
         }),
     );
     send(&mut app, send_saved());
@@ -682,10 +684,14 @@ fn s_saves_after_confirmation() {
         [
             Effect::Users(Cmd::Commit {
                 generation,
+                by_oid,
                 by,
                 changes,
             }),
-        ] => (*generation, by.clone(), changes.clone()),
+        ] => {
+            assert_eq!(by_oid, &oid(0), "the setup account saves");
+            (*generation, by.clone(), changes.clone())
+        }
         other => panic!("{other:?}"),
     };
     assert_eq!(by, "alex.nguyen@contoso-it.com.au");
@@ -699,6 +705,7 @@ fn s_saves_after_confirmation() {
         Msg::Users(users::Msg::Committed {
             generation: generation + 7,
             at: at(),
+            audit: Ok(()),
         }),
     );
     assert!(fx.is_empty());
@@ -707,6 +714,7 @@ fn s_saves_after_confirmation() {
         Msg::Users(users::Msg::Committed {
             generation,
             at: at(),
+            audit: Ok(()),
         }),
     );
     let saved = match fx.as_slice() {
@@ -1051,7 +1059,10 @@ async fn run_loads_every_page_of_a_big_tenant() {
     }
     assert_eq!(picker(&app).len(), 2_500);
     assert_eq!(picker(&app).total(Side::Allowed), 1);
-    assert_eq!(column(&app, Side::Allowed), vec![admin.display_name.to_string()]);
+    assert_eq!(
+        column(&app, Side::Allowed),
+        vec![admin.display_name.to_string()]
+    );
     assert!(screen(&app, 120, 40).contains("2,500 users in"));
 }
 
@@ -1139,6 +1150,7 @@ async fn run_commit_stamps_the_time() {
     users::run(
         Cmd::Commit {
             generation: 3,
+            by_oid: oid(0),
             by: "alex".into(),
             changes: Box::default(),
         },
@@ -1147,7 +1159,42 @@ async fn run_commit_stamps_the_time() {
     )
     .await;
     match rx.try_recv() {
-        Ok(Msg::Users(users::Msg::Committed { generation: 3, at })) => assert!(at >= before),
+        Ok(Msg::Users(users::Msg::Committed {
+            generation: 3,
+            at,
+            audit,
+        })) => {
+            assert!(at >= before);
+            assert_eq!(audit, Ok(()));
+        }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn an_audit_log_that_cannot_be_written_is_shown_but_the_list_is_saved() {
+    let mut app = loaded(admin_setup(), staff());
+    k(&mut app, KeyCode::Enter);
+    ch(&mut app, 's');
+    let generation = match ch(&mut app, 'y').as_slice() {
+        [Effect::Users(Cmd::Commit { generation, .. })] => *generation,
+        other => panic!("{other:?}"),
+    };
+    let fx = send(
+        &mut app,
+        Msg::Users(users::Msg::Committed {
+            generation,
+            at: at(),
+            audit: Err("cannot write /data/audit.jsonl: disk full".into()),
+        }),
+    );
+    assert!(matches!(fx.as_slice(), [Effect::Save(_)]));
+    assert_eq!(app.setup.settings.access.allowed.len(), 1);
+    let n = app.users.note.clone().unwrap();
+    assert_eq!(n.kind, users::NoteKind::Error);
+    assert!(
+        n.text.contains("audit log") && n.text.contains("disk full"),
+        "{}",
+        n.text
+    );
 }

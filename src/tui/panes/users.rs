@@ -189,8 +189,13 @@ pub enum Msg {
     },
     /// There is no Microsoft sign-in to use.
     NotSignedIn { generation: u64 },
-    /// The save was recorded (audit) at `at`: write the list.
-    Committed { generation: u64, at: DateTime<Utc> },
+    /// The save was stamped at `at` and recorded in the audit log (or why it could not be):
+    /// write the list.
+    Committed {
+        generation: u64,
+        at: DateTime<Utc>,
+        audit: Result<(), String>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -199,10 +204,11 @@ pub enum Cmd {
         generation: u64,
         setup: Box<Setup>,
     },
-    /// Record the change (audit log) and stamp the time.
+    /// Record the change in the audit log and stamp the time.
     Commit {
         generation: u64,
-        /// Who saves (the signed-in account).
+        /// Who saves: the signed-in account's object id and sign-in name.
+        by_oid: String,
         by: String,
         changes: Box<Changes>,
     },
@@ -456,17 +462,17 @@ fn confirm_key(s: &mut State, setup: &Setup, key: KeyEvent) -> Vec<Effect> {
             s.save_generation += 1;
             s.saving = true;
             note(s, NoteKind::Ok, "Saving…");
+            // The signed-in person (older settings record only the setup account).
             let m = &setup.settings.microsoft;
-            let by = if !m.signed_in_name.trim().is_empty() {
-                m.signed_in_name.trim().to_string()
-            } else if !m.setup_user_name.trim().is_empty() {
-                m.setup_user_name.trim().to_string()
+            let (by_oid, by) = if m.signed_in_oid.trim().is_empty() {
+                (m.setup_user_oid.trim(), m.setup_user_name.trim())
             } else {
-                "the setup account".to_string()
+                (m.signed_in_oid.trim(), m.signed_in_name.trim())
             };
             vec![Effect::Users(Cmd::Commit {
                 generation: s.save_generation,
-                by,
+                by_oid: by_oid.to_string(),
+                by: by.to_string(),
                 changes: Box::new(c.changes),
             })]
         }
@@ -530,7 +536,11 @@ pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
             }
             return effects;
         }
-        Msg::Committed { generation, at } if generation == s.save_generation && s.saving => {
+        Msg::Committed {
+            generation,
+            at,
+            audit,
+        } if generation == s.save_generation && s.saving => {
             s.saving = false;
             let Some(p) = s.picker.as_mut() else {
                 return Vec::new();
@@ -542,14 +552,18 @@ pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
             access.saved_at = Some(at.to_rfc3339_opts(SecondsFormat::Secs, true));
             p.commit();
             s.report.gone.clear();
-            note(
-                s,
-                NoteKind::Ok,
-                format!(
-                    "✓ Saved: the setup account and {} may use cspsync.",
-                    plural(n, "allowed user", "allowed users")
-                ),
+            let saved = format!(
+                "✓ Saved: the setup account and {} may use cspsync.",
+                plural(n, "allowed user", "allowed users")
             );
+            match audit {
+                Ok(()) => note(s, NoteKind::Ok, saved),
+                Err(e) => note(
+                    s,
+                    NoteKind::Error,
+                    format!("{saved} The change could not be written to the audit log: {e}"),
+                ),
+            }
             return vec![Effect::Save(Box::new(setup.clone()))];
         }
         // A result of an earlier load or save: dropped.
@@ -628,14 +642,16 @@ pub async fn run(cmd: Cmd, svc: Arc<Services>, tx: Sender<app::Msg>) {
         Cmd::Load { generation, setup } => load_run(generation, &setup, &svc, &tx).await,
         Cmd::Commit {
             generation,
+            by_oid,
             by,
             changes,
         } => {
-            audit(&by, &changes);
+            let audit = audit(&svc, &by_oid, &by, &changes);
             let _ = tx
                 .send(app::Msg::Users(Msg::Committed {
                     generation,
                     at: Utc::now(),
+                    audit,
                 }))
                 .await;
         }
@@ -643,10 +659,22 @@ pub async fn run(cmd: Cmd, svc: Arc<Services>, tx: Sender<app::Msg>) {
 }
 
 /// THE AUDIT CALL SITE (issue 4 §2: changes to the list and roles go to the audit log with
-/// who made them). `crate::audit` is being written alongside this pane; until it is wired,
-/// the change is written to the log file.
-// TODO(audit): replace the body with `crate::audit::record(...)` once src/audit.rs exists.
-fn audit(by: &str, changes: &Changes) {
+/// who made them). `src/audit.rs` is written on another branch; until it is merged this
+/// writes the change to the log file. To wire it, replace the body with:
+///
+/// ```ignore
+/// let actor = crate::audit::Actor::new(by_oid, by);
+/// let removed: Vec<AllowedUser> = changes.removed.iter().chain(&changes.gone).cloned().collect();
+/// let roles: Vec<crate::audit::RoleChange> = changes
+///     .roles
+///     .iter()
+///     .map(|(user, from)| crate::audit::RoleChange { user: user.clone(), from: *from })
+///     .collect();
+/// crate::audit::allowed_users_saved(&svc.config, &actor, &changes.added, &removed, &roles)
+/// ```
+// WIRE-AUDIT: the one call site; see above.
+fn audit(svc: &Services, by_oid: &str, by: &str, changes: &Changes) -> Result<(), String> {
+    let _ = &svc.config;
     let names = |v: &[AllowedUser]| -> String {
         v.iter()
             .map(|u| format!("{} <{}> ({})", u.name, u.upn, u.oid))
@@ -661,12 +689,14 @@ fn audit(by: &str, changes: &Changes) {
     tracing::info!(
         target: "audit",
         by,
+        by_oid,
         added = %names(&changes.added),
         removed = %names(&changes.removed),
         gone = %names(&changes.gone),
         roles = %roles.join(", "),
-        "allowed users changed"
+        "allowed users saved"
     );
+    Ok(())
 }
 
 /// A Graph user as the picker keeps it.
