@@ -1198,3 +1198,38 @@ fn an_audit_log_that_cannot_be_written_is_shown_but_the_list_is_saved() {
         n.text
     );
 }
+
+#[test]
+fn the_pane_draws_in_any_area_without_panicking() {
+    use cspsync::tui::theme::Theme;
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use ratatui::layout::Rect;
+    let mut app = loaded(admin_setup(), many(300));
+    ch(&mut app, ' ');
+    ch(&mut app, '/');
+    type_text(&mut app, "staff");
+    let states = [app.clone(), {
+        let mut a = app.clone();
+        k(&mut a, KeyCode::Enter);
+        ch(&mut a, 's');
+        a
+    }];
+    for a in &states {
+        for w in [0u16, 1, 3, 5, 8, 13, 24, 31, 40, 57] {
+            for h in [0u16, 1, 2, 3, 4, 6, 9, 14] {
+                let mut t = Terminal::new(TestBackend::new(60, 16)).unwrap();
+                t.draw(|f| {
+                    users::render(
+                        &a.users,
+                        &a.setup,
+                        &Theme::new(true),
+                        f,
+                        Rect::new(1, 1, w, h),
+                    )
+                })
+                .unwrap();
+            }
+        }
+    }
+}

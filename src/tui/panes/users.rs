@@ -528,9 +528,6 @@ pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
                     s.picker = Some(picker);
                     s.report = report;
                     s.phase = Phase::Loaded { at };
-                    if s.picker.as_ref().is_some_and(|p| p.query().is_empty()) {
-                        s.typing = false;
-                    }
                 }
                 Err(e) => s.phase = Phase::Failed(e),
             }

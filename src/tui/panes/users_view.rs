@@ -337,7 +337,8 @@ fn legend(admin: bool, p: &Picker, theme: &Theme, buf: &mut Buffer, r: Rect) {
             break;
         }
         let (nx, _) = buf.set_stringn(x, r.y, k, usize::from(end - x), theme.key());
-        let (nx, _) = buf.set_stringn(nx + 1, r.y, a, usize::from(end - nx - 1), theme.dim());
+        let ax = nx.saturating_add(1);
+        let (nx, _) = buf.set_stringn(ax, r.y, a, usize::from(end.saturating_sub(ax)), theme.dim());
         x = nx + 2;
     }
 }
