@@ -50,6 +50,11 @@ pub struct WorldArgs {
     #[arg(long, global = true, value_name = "S")]
     pub seed: Option<u64>,
 
+    /// Give the MSP tenant this many staff users (its admin first), e.g. 50000 to try the
+    /// Users tab at scale.
+    #[arg(long, global = true, value_name = "N")]
+    pub msp_users: Option<usize>,
+
     /// Faults: `latency=40ms,jitter=5ms,429=0.1,5xx=0.05,drop=0.01,retry-after=1,limits=on`;
     /// scope a key to one API with a prefix: `xero-api.429=0.2`.
     #[arg(long, global = true, value_name = "SPEC")]

@@ -37,18 +37,54 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
 
 /// The world the options ask for: a dataset file, a generated world, or the shipped demo.
 pub fn build_world(args: &WorldArgs) -> Result<World, String> {
-    if let Some(path) = &args.dataset {
+    let mut world = if let Some(path) = &args.dataset {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the dataset {}: {e}", path.display()))?;
-        return World::from_json(&text).map_err(|e| format!("{}: {e}", path.display()));
-    }
-    let today = chrono::Utc::now().date_naive();
-    let opts = sim::generate::GenOptions {
-        customers: args.customers.unwrap_or(12),
-        seed: args.seed.unwrap_or(42),
-        today,
+        World::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?
+    } else {
+        let today = chrono::Utc::now().date_naive();
+        let opts = sim::generate::GenOptions {
+            customers: args.customers.unwrap_or(12),
+            seed: args.seed.unwrap_or(42),
+            today,
+        };
+        sim::generate::generate(&opts)
     };
-    Ok(sim::generate::generate(&opts))
+    if let Some(n) = args.msp_users {
+        set_msp_users(&mut world, n, args.seed.unwrap_or(42));
+    }
+    Ok(world)
+}
+
+/// `--msp-users N`: the MSP tenant gets `n` staff users, generated (deterministic in `seed`),
+/// keeping its admin (the account the demo signs in as) first.
+pub fn set_msp_users(world: &mut World, n: usize, seed: u64) {
+    let msp = &mut world.msp;
+    let domain_of = |initial: bool| {
+        msp.verified_domains
+            .iter()
+            .find(|d| if initial { d.is_initial } else { d.is_default })
+            .map(|d| d.name.clone())
+    };
+    let initial = domain_of(true).unwrap_or_else(|| "msp.onmicrosoft.com".into());
+    let domain = domain_of(false).unwrap_or_else(|| initial.clone());
+    let mut rng = sim::util::Rng::new(seed ^ 0x5354_4146_4655_5345);
+    // A few spare users, in case some collide with the world's admin.
+    let mut staff = sim::generate::staff_users(&mut rng, n.saturating_add(4), &domain, &initial);
+    if let Some(admin) = msp.users.first().cloned() {
+        // The generated admin goes: the world's own stays first.
+        if !staff.is_empty() {
+            staff.remove(0);
+        }
+        staff.retain(|u| {
+            !u.user_principal_name
+                .eq_ignore_ascii_case(&admin.user_principal_name)
+                && u.id != admin.id
+        });
+        staff.insert(0, admin);
+    }
+    staff.truncate(n);
+    msp.users = staff;
 }
 
 pub fn fault_spec(args: &WorldArgs) -> Result<FaultSpec, String> {
