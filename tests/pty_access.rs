@@ -310,7 +310,6 @@ fn a_user_not_on_the_list_is_refused_and_an_allowed_one_gets_in_after_a_restart(
 }
 
 #[test]
-#[ignore = "needs the Users tab"]
 fn three_users_allowed_in_the_users_tab_survive_a_restart_and_others_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");

@@ -655,45 +655,25 @@ pub async fn run(cmd: Cmd, svc: Arc<Services>, tx: Sender<app::Msg>) {
     }
 }
 
-/// THE AUDIT CALL SITE (issue 4 §2: changes to the list and roles go to the audit log with
-/// who made them). `src/audit.rs` is written on another branch; until it is merged this
-/// writes the change to the log file. To wire it, replace the body with:
-///
-/// ```ignore
-/// let actor = crate::audit::Actor::new(by_oid, by);
-/// let removed: Vec<AllowedUser> = changes.removed.iter().chain(&changes.gone).cloned().collect();
-/// let roles: Vec<crate::audit::RoleChange> = changes
-///     .roles
-///     .iter()
-///     .map(|(user, from)| crate::audit::RoleChange { user: user.clone(), from: *from })
-///     .collect();
-/// crate::audit::allowed_users_saved(&svc.config, &actor, &changes.added, &removed, &roles)
-/// ```
-// WIRE-AUDIT: the one call site; see above.
+/// Issue 4 §2: changes to the list and roles go to the audit log with who made them. Users
+/// gone from the tenant are recorded as removed.
 fn audit(svc: &Services, by_oid: &str, by: &str, changes: &Changes) -> Result<(), String> {
-    let _ = &svc.config;
-    let names = |v: &[AllowedUser]| -> String {
-        v.iter()
-            .map(|u| format!("{} <{}> ({})", u.name, u.upn, u.oid))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let roles: Vec<String> = changes
+    let actor = crate::audit::Actor::new(by_oid, by);
+    let removed: Vec<AllowedUser> = changes
+        .removed
+        .iter()
+        .chain(&changes.gone)
+        .cloned()
+        .collect();
+    let roles: Vec<crate::audit::RoleChange> = changes
         .roles
         .iter()
-        .map(|(u, before)| format!("{} <{}>: {before:?} → {:?}", u.name, u.upn, u.role))
+        .map(|(user, from)| crate::audit::RoleChange {
+            user: user.clone(),
+            from: *from,
+        })
         .collect();
-    tracing::info!(
-        target: "audit",
-        by,
-        by_oid,
-        added = %names(&changes.added),
-        removed = %names(&changes.removed),
-        gone = %names(&changes.gone),
-        roles = %roles.join(", "),
-        "allowed users saved"
-    );
-    Ok(())
+    crate::audit::allowed_users_saved(&svc.config, &actor, &changes.added, &removed, &roles)
 }
 
 /// A Graph user as the picker keeps it.
