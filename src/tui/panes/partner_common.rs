@@ -214,6 +214,17 @@ pub fn draw_wrapped(frame: &mut Frame, area: Rect, lines: Vec<Line<'static>>) {
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
 }
 
+/// Who is signed in now, for "the signed-in account" sentences (the setup account when no
+/// other person signed in since).
+pub fn signed_in_name(setup: &crate::tui::app::Setup) -> String {
+    let ms = &setup.settings.microsoft;
+    if ms.signed_in_name.trim().is_empty() {
+        ms.setup_user_name.clone()
+    } else {
+        ms.signed_in_name.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,16 +274,5 @@ mod tests {
             Some("rt-9")
         );
         assert!(Rotated::of(Some("a"), "a").is_none());
-    }
-}
-
-/// Who is signed in now, for "the signed-in account" sentences (the setup account when no
-/// other person signed in since).
-pub fn signed_in_name(setup: &crate::tui::app::Setup) -> String {
-    let ms = &setup.settings.microsoft;
-    if ms.signed_in_name.trim().is_empty() {
-        ms.setup_user_name.clone()
-    } else {
-        ms.signed_in_name.clone()
     }
 }
