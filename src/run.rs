@@ -424,6 +424,8 @@ async fn tui_main(cli: &Cli) -> Result<ExitCode, String> {
         // Not on screen: scripts (and the PTY tests) find the sim's control surface here.
         tracing::info!(control = %urls.control, dir = %config.dir.display(), "demo: the simulated world is serving");
         let (setup, resumed) = demo_resume(&config, &world, &urls)?;
+        // The sim holds its own copy; this one is not needed any more (50,000 users are MBs).
+        drop(world);
         let ctx = crate::connect::Context::new(&setup.settings);
         let services = Services::new(
             ctx,

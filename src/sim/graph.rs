@@ -1164,42 +1164,67 @@ fn users_inner(
     };
 
     let world = &state.world;
-    let all: Vec<Map<String, Value>> = match tenant(world, &caller.tenant_id) {
-        Some(Tenant::Msp(m)) => m.users.iter().map(|u| user_json(u, &m.country)).collect(),
-        Some(Tenant::Customer(c)) => customer_users(c)
+    // Without $filter or $orderby only the requested page is turned into JSON: listing 50,000
+    // users a page at a time must not rebuild all of them for every page.
+    let page_of = |users: &[super::world::User], country: &str| {
+        let total = users.len();
+        let end = offset.saturating_add(top).min(total);
+        let page: Vec<Map<String, Value>> = users
+            .get(offset.min(total)..end)
+            .unwrap_or_default()
             .iter()
-            .map(|u| user_json(u, &c.country))
-            .collect(),
-        None => Vec::new(),
+            .map(|u| user_json(u, country))
+            .collect();
+        (page, total)
     };
-    let mut list: Vec<Map<String, Value>> = match &filter {
-        Some(f) => all.into_iter().filter(|u| f.eval(u)).collect(),
-        None => all,
+    let (page, total): (Vec<Map<String, Value>>, usize) = if filter.is_none() && order.is_none() {
+        match tenant(world, &caller.tenant_id) {
+            Some(Tenant::Msp(m)) => page_of(&m.users, &m.country),
+            Some(Tenant::Customer(c)) => page_of(&customer_users(c), &c.country),
+            None => (Vec::new(), 0),
+        }
+    } else {
+        let all: Vec<Map<String, Value>> = match tenant(world, &caller.tenant_id) {
+            Some(Tenant::Msp(m)) => m.users.iter().map(|u| user_json(u, &m.country)).collect(),
+            Some(Tenant::Customer(c)) => customer_users(c)
+                .iter()
+                .map(|u| user_json(u, &c.country))
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut list: Vec<Map<String, Value>> = match &filter {
+            Some(f) => all.into_iter().filter(|u| f.eval(u)).collect(),
+            None => all,
+        };
+        if let Some((prop, desc)) = order {
+            list.sort_by(|a, b| {
+                let x = a
+                    .get(prop)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_lowercase();
+                let y = b
+                    .get(prop)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_lowercase();
+                if desc { y.cmp(&x) } else { x.cmp(&y) }
+            });
+        }
+        let total = list.len();
+        let end = offset.saturating_add(top).min(total);
+        let page = list
+            .get(offset.min(total)..end)
+            .unwrap_or_default()
+            .to_vec();
+        (page, total)
     };
-    if let Some((prop, desc)) = order {
-        list.sort_by(|a, b| {
-            let x = a
-                .get(prop)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_lowercase();
-            let y = b
-                .get(prop)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_lowercase();
-            if desc { y.cmp(&x) } else { x.cmp(&y) }
-        });
-    }
-    let total = list.len();
     let end = offset.saturating_add(top).min(total);
     let basic_only = !caller.has_any(USERS_FULL);
     let names: Vec<String> = select
         .clone()
         .unwrap_or_else(|| USER_DEFAULT.iter().map(|s| s.to_string()).collect());
-    let value: Vec<Value> = list
-        .get(offset.min(total)..end)
-        .unwrap_or_default()
+    let value: Vec<Value> = page
         .iter()
         .map(|u| {
             let mut v = project(u, &names);
