@@ -1,7 +1,7 @@
 //! The whole demo setup in the real binary, in a pseudo-terminal, with the keyboard alone
 //! (issue 3 §8): sign in (the simulated browser approves the code), test the Dicker Data codes,
-//! authorise Partner Center, connect ConnectWise, then sign in to Xero and choose its contact
-//! and accounts — every step marked done — and quit with the terminal restored.
+//! authorise Partner Center, connect ConnectWise (or Xero, with its contact and accounts), allow
+//! a colleague in the Users tab — every step marked done — and quit with the terminal restored.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -48,6 +48,16 @@ fn a_newcomer_completes_the_demo_setup_with_the_keyboard() {
     t.press(Key::Enter);
     // Done: the wizard moves on to the Users step by itself.
     wait(&t, "4 PSA ✓");
+
+    // 5. Users: load the tenant's users, allow one colleague, save after the confirmation.
+    wait(&t, "Press Enter to load");
+    t.press(Key::Enter);
+    wait(&t, "Allowed (");
+    t.press(Key::Enter);
+    wait(&t, "Allowed (1)");
+    t.press(Key::Char('s'));
+    t.press(Key::Char('y'));
+    wait(&t, "5 Users ✓");
 
     // Every wizard step is done.
     for step in [
