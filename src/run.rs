@@ -509,7 +509,7 @@ pub async fn distributor_prices(
 
 /// The clients, from the saved settings; refuses with what to do when setup is incomplete.
 /// Returns the sources and the Xero session (whose rotated refresh token must be saved).
-async fn reconcile_sources(
+pub(crate) async fn reconcile_sources(
     ctx: &crate::connect::Context,
     settings: &crate::config::Settings,
     secrets: &crate::config::Secrets,

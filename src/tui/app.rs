@@ -6,7 +6,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::config::{Secrets, Settings};
 
-use super::panes::{Hint, Step, distributor, later, partner, psa, signin, users};
+use super::panes::{Hint, Step, distributor, later, partner, psa, reconcile, signin, users};
 use crate::access::{self, Access};
 
 /// The tabs, in wizard order.
@@ -103,6 +103,7 @@ pub struct App {
     pub partner: partner::State,
     pub psa: psa::State,
     pub users: users::State,
+    pub reconcile: reconcile::State,
     pub modal: Option<Modal>,
     pub notice: Option<Notice>,
     pub demo: bool,
@@ -121,6 +122,7 @@ pub enum Msg {
     Partner(partner::Msg),
     Psa(psa::Msg),
     Users(users::Msg),
+    Reconcile(reconcile::Msg),
     /// The settings/secrets were written (or not).
     Saved(Result<(), String>),
     /// A background task panicked or the runtime failed: show it, then quit.
@@ -135,6 +137,7 @@ pub enum Effect {
     Partner(partner::Cmd),
     Psa(psa::Cmd),
     Users(users::Cmd),
+    Reconcile(reconcile::Cmd),
     /// Persist `setup` (settings and secrets).
     Save(Box<Setup>),
 }
@@ -149,6 +152,7 @@ impl App {
             partner: partner::State::new(&setup),
             psa: psa::State::new(&setup),
             users: users::State::new(&setup),
+            reconcile: reconcile::State::new(&setup),
             setup,
             modal: None,
             notice: None,
@@ -192,7 +196,8 @@ impl App {
             Tab::PartnerCenter => partner::status(&self.partner, &self.setup),
             Tab::Psa => psa::status(&self.psa, &self.setup),
             Tab::Users => users::status(&self.users, &self.setup),
-            Tab::Reconcile | Tab::Sync => Step::Later,
+            Tab::Reconcile => reconcile::status(&self.reconcile, &self.setup),
+            Tab::Sync => Step::Later,
         }
     }
 
@@ -204,6 +209,7 @@ impl App {
             Tab::PartnerCenter => partner::editing(&self.partner),
             Tab::Psa => psa::editing(&self.psa),
             Tab::Users => users::editing(&self.users),
+            Tab::Reconcile => reconcile::editing(&self.reconcile),
             _ => false,
         }
     }
@@ -215,6 +221,7 @@ impl App {
             || partner::unsaved(&self.partner)
             || psa::unsaved(&self.psa)
             || users::unsaved(&self.users)
+            || reconcile::unsaved(&self.reconcile)
     }
 
     /// The keys valid right now (the footer).
@@ -235,6 +242,7 @@ impl App {
             Tab::PartnerCenter => partner::hints(&self.partner),
             Tab::Psa => psa::hints(&self.psa),
             Tab::Users => users::hints(&self.users),
+            Tab::Reconcile => reconcile::hints(&self.reconcile),
             _ => later::hints(),
         };
         if !self.editing() {
@@ -281,7 +289,12 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         });
         return effects;
     }
-    if before != Step::Done && app.tab == tab && app.status(tab) == Step::Done {
+    // Reconcile is not a setup step: finishing a run never moves the person away.
+    if before != Step::Done
+        && app.tab == tab
+        && tab != Tab::Reconcile
+        && app.status(tab) == Step::Done
+    {
         let next = app.first_open_step();
         if tab == Tab::PartnerCenter || app.status(next) == Step::Done {
             // Partner Center's result is its customer list: stay and let the person read it.
@@ -323,6 +336,7 @@ fn apply(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::Partner(m) => partner::on_msg(&mut app.partner, &mut app.setup, m),
         Msg::Psa(m) => psa::on_msg(&mut app.psa, &mut app.setup, m),
         Msg::Users(m) => users::on_msg(&mut app.users, &mut app.setup, m),
+        Msg::Reconcile(m) => reconcile::on_msg(&mut app.reconcile, &mut app.setup, m),
         Msg::Saved(r) => {
             app.notice = Some(match (r, app.notice.take()) {
                 // Keep a pointer to the next step ("Done. Next step: …") and add to it.
@@ -407,6 +421,7 @@ fn pane_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         Tab::PartnerCenter => partner::on_key(&mut app.partner, &mut app.setup, key),
         Tab::Psa => psa::on_key(&mut app.psa, &mut app.setup, key),
         Tab::Users => users::on_key(&mut app.users, &mut app.setup, key),
+        Tab::Reconcile => reconcile::on_key(&mut app.reconcile, &mut app.setup, key),
         _ => Vec::new(),
     }
 }

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::app::{App, Modal, Tab};
-use super::panes::{distributor, later, partner, psa, signin, users};
+use super::panes::{distributor, later, partner, psa, reconcile, signin, users};
 use super::text;
 use super::theme::Theme;
 
@@ -38,6 +38,7 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame) {
         Tab::PartnerCenter => partner::render(&app.partner, &app.setup, theme, frame, inner),
         Tab::Psa => psa::render(&app.psa, &app.setup, theme, frame, inner),
         Tab::Users => users::render(&app.users, &app.setup, theme, frame, inner),
+        Tab::Reconcile => reconcile::render(&app.reconcile, &app.setup, theme, frame, inner),
         t => later::render(t, theme, frame, inner),
     }
     footer_bar(app, theme, frame, footer);

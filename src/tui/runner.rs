@@ -9,7 +9,7 @@ use crate::config::ConfigDir;
 use crate::connect;
 
 use super::app::{Effect, Msg, Setup};
-use super::panes::{distributor, partner, psa, signin, users};
+use super::panes::{distributor, partner, psa, reconcile, signin, users};
 
 /// Demo mode: what the runner knows about the in-process simulated world.
 #[derive(Debug, Clone)]
@@ -30,6 +30,7 @@ pub struct Services {
     pub partner: partner::Runtime,
     pub psa: psa::Runtime,
     pub users: users::Runtime,
+    pub reconcile: reconcile::Runtime,
 }
 
 impl Services {
@@ -43,6 +44,7 @@ impl Services {
             partner: partner::Runtime::default(),
             psa: psa::Runtime::default(),
             users: users::Runtime::default(),
+            reconcile: reconcile::Runtime::default(),
         }
     }
 }
@@ -56,6 +58,7 @@ pub fn spawn(effect: Effect, svc: Arc<Services>, tx: Sender<Msg>) {
         Effect::Partner(c) => tokio::spawn(partner::run(c, svc, tx_task)),
         Effect::Psa(c) => tokio::spawn(psa::run(c, svc, tx_task)),
         Effect::Users(c) => tokio::spawn(users::run(c, svc, tx_task)),
+        Effect::Reconcile(c) => tokio::spawn(reconcile::run(c, svc, tx_task)),
         Effect::Save(setup) => tokio::spawn(save(*setup, svc, tx_task)),
     };
     // A panicked task is a bug: the person sees it and the app stops cleanly (DESIGN.md §3).

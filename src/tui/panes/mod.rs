@@ -16,6 +16,7 @@ pub mod distributor;
 pub mod later;
 pub mod partner;
 pub mod psa;
+pub mod reconcile;
 pub mod signin;
 pub mod users;
 
