@@ -2,7 +2,6 @@
 //! through the pure update function, and its background work against the simulated world.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -10,10 +9,8 @@ use crossterm::event::KeyCode;
 use tokio::sync::mpsc;
 
 use cspsync::api::error::{Api, ApiError, ErrorKind};
-use cspsync::config::{ConfigDir, Endpoints};
-use cspsync::connect::Context;
+use cspsync::sim::World;
 use cspsync::sim::generate::{GenOptions, generate};
-use cspsync::sim::{FaultSpec, SimHandle, World};
 use cspsync::tui::app::{App, Effect, Msg, Setup, Tab};
 use cspsync::tui::panes::Step;
 use cspsync::tui::panes::distributor::{
@@ -21,8 +18,7 @@ use cspsync::tui::panes::distributor::{
     check_mpn_id,
 };
 use cspsync::tui::panes::partner::common::Rotated;
-use cspsync::tui::runner::Services;
-use cspsync::tui::testing::{ctrl, key, screen, send, type_text};
+use cspsync::tui::testing::{SimEnv, ctrl, key, screen, send, type_text};
 
 const ACCESS: &str = "237082ED-EB96-4D1B-A5B7-3C1F0E2D9A41";
 const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
@@ -640,46 +636,10 @@ fn world() -> World {
     w
 }
 
-struct Env {
-    sim: SimHandle,
-    world: World,
-    svc: Arc<Services>,
-    setup: Setup,
-    _dir: tempfile::TempDir,
-}
+type Env = SimEnv;
 
-/// The sim, the demo's pre-filled setup, signed in to Microsoft when `sign_in`.
 async fn start_env(world: World, sign_in: bool) -> Env {
-    let sim = cspsync::sim::start(
-        world.clone(),
-        FaultSpec::default(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let urls = sim.urls();
-    let mut setup = cspsync::run::demo_setup(&world, &urls).unwrap();
-    if sign_in {
-        let session = cspsync::demo::sign_in_microsoft(&sim, &world)
-            .await
-            .unwrap();
-        setup.secrets.microsoft_refresh_token = Some(session.refresh_token().secret().to_string());
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Services::new(
-        Context::with_endpoints(Endpoints::from_sim(&urls).unwrap()),
-        ConfigDir {
-            dir: dir.path().to_path_buf(),
-        },
-        None,
-    );
-    Env {
-        sim,
-        world,
-        svc: Arc::new(svc),
-        setup,
-        _dir: dir,
-    }
+    SimEnv::start(world, sign_in).await
 }
 
 /// Run one Test connection with `setup`; the messages it sent back.

@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,18 +11,15 @@ use tokio::sync::mpsc;
 
 use cspsync::api::error::{Api, ApiError, ErrorKind};
 use cspsync::api::graph::{DelegatedAdminRelationship, GdapCustomer};
-use cspsync::config::{ConfigDir, Endpoints};
-use cspsync::connect::Context;
+use cspsync::sim::World;
 use cspsync::sim::generate::{GenOptions, generate};
-use cspsync::sim::{FaultSpec, SimHandle, World};
 use cspsync::tui::app::{App, Effect, Msg, Setup, Tab};
 use cspsync::tui::panes::Step;
 use cspsync::tui::panes::partner::common::Rotated;
 use cspsync::tui::panes::partner::{
     self, Cmd, Gdap, GdapState, PAGE_SIZE, Phase, Row, gdap_by_tenant,
 };
-use cspsync::tui::runner::Services;
-use cspsync::tui::testing::{key, screen, send};
+use cspsync::tui::testing::{SimEnv, key, screen, send};
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
 
@@ -534,45 +530,10 @@ fn world() -> World {
     w
 }
 
-struct Env {
-    sim: SimHandle,
-    world: World,
-    svc: Arc<Services>,
-    setup: Setup,
-    _dir: tempfile::TempDir,
-}
+type Env = SimEnv;
 
 async fn start_env(world: World, sign_in: bool) -> Env {
-    let sim = cspsync::sim::start(
-        world.clone(),
-        FaultSpec::default(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let urls = sim.urls();
-    let mut setup = cspsync::run::demo_setup(&world, &urls).unwrap();
-    if sign_in {
-        let session = cspsync::demo::sign_in_microsoft(&sim, &world)
-            .await
-            .unwrap();
-        setup.secrets.microsoft_refresh_token = Some(session.refresh_token().secret().to_string());
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Services::new(
-        Context::with_endpoints(Endpoints::from_sim(&urls).unwrap()),
-        ConfigDir {
-            dir: dir.path().to_path_buf(),
-        },
-        None,
-    );
-    Env {
-        sim,
-        world,
-        svc: Arc::new(svc),
-        setup,
-        _dir: dir,
-    }
+    SimEnv::start(world, sign_in).await
 }
 
 async fn run_authorise(env: &Env, page_size: u32) -> Vec<partner::Msg> {
