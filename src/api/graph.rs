@@ -862,43 +862,25 @@ mod tests {
     }
 
     fn json_value() -> impl Strategy<Value = serde_json::Value> {
-        let leaf = prop_oneof![
-            Just(serde_json::Value::Null),
-            any::<bool>().prop_map(serde_json::Value::Bool),
-            any::<i64>().prop_map(|n| serde_json::json!(n)),
-            any::<f64>().prop_map(|n| serde_json::json!(n)),
-            ".{0,10}".prop_map(serde_json::Value::String),
-            Just(serde_json::json!("2025-07-01T03:14:00Z")),
-        ];
-        leaf.prop_recursive(4, 32, 6, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
-                prop::collection::vec(
-                    (
-                        prop_oneof![
-                            Just("value".to_string()),
-                            Just("@odata.nextLink".to_string()),
-                            Just("id".to_string()),
-                            Just("error".to_string()),
-                            Just("code".to_string()),
-                            Just("message".to_string()),
-                            Just("innerError".to_string()),
-                            Just("skuId".to_string()),
-                            Just("skuPartNumber".to_string()),
-                            Just("prepaidUnits".to_string()),
-                            Just("consumedUnits".to_string()),
-                            Just("assignedLicenses".to_string()),
-                            Just("verifiedDomains".to_string()),
-                            Just("createdDateTime".to_string()),
-                            "[a-zA-Z]{1,8}",
-                        ],
-                        inner
-                    ),
-                    0..6
-                )
-                .prop_map(|kv| serde_json::Value::Object(kv.into_iter().collect())),
-            ]
-        })
+        crate::api::json_strategy::json_with(
+            &[
+                "value",
+                "@odata.nextLink",
+                "id",
+                "error",
+                "code",
+                "message",
+                "innerError",
+                "skuId",
+                "skuPartNumber",
+                "prepaidUnits",
+                "consumedUnits",
+                "assignedLicenses",
+                "verifiedDomains",
+                "createdDateTime",
+            ],
+            &["2025-07-01T03:14:00Z"],
+        )
     }
 
     fn run_all(b: &[u8]) {

@@ -11,4 +11,7 @@ pub mod limit;
 pub mod partnercenter;
 pub mod xero;
 
+#[cfg(test)]
+pub mod json_strategy;
+
 pub use error::{Api, ApiError, ErrorKind};

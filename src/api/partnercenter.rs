@@ -899,46 +899,28 @@ mod tests {
     }
 
     fn json_value() -> impl Strategy<Value = serde_json::Value> {
-        let leaf = prop_oneof![
-            Just(serde_json::Value::Null),
-            any::<bool>().prop_map(serde_json::Value::Bool),
-            any::<i64>().prop_map(|n| serde_json::json!(n)),
-            any::<f64>().prop_map(|n| serde_json::json!(n)),
-            ".{0,10}".prop_map(serde_json::Value::String),
-            Just(serde_json::json!("/customers?seekOperation=Next")),
-        ];
-        leaf.prop_recursive(4, 32, 6, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
-                prop::collection::vec(
-                    (
-                        prop_oneof![
-                            Just("items".to_string()),
-                            Just("links".to_string()),
-                            Just("next".to_string()),
-                            Just("uri".to_string()),
-                            Just("headers".to_string()),
-                            Just("key".to_string()),
-                            Just("value".to_string()),
-                            Just("id".to_string()),
-                            Just("quantity".to_string()),
-                            Just("code".to_string()),
-                            Just("description".to_string()),
-                            Just("statusCode".to_string()),
-                            Just("message".to_string()),
-                            Just("data".to_string()),
-                            Just("creationDate".to_string()),
-                            Just("attributes".to_string()),
-                            Just("mpnId".to_string()),
-                            "[a-zA-Z]{1,8}",
-                        ],
-                        inner
-                    ),
-                    0..6
-                )
-                .prop_map(|kv| serde_json::Value::Object(kv.into_iter().collect())),
-            ]
-        })
+        crate::api::json_strategy::json_with(
+            &[
+                "items",
+                "links",
+                "next",
+                "uri",
+                "headers",
+                "key",
+                "value",
+                "id",
+                "quantity",
+                "code",
+                "description",
+                "statusCode",
+                "message",
+                "data",
+                "creationDate",
+                "attributes",
+                "mpnId",
+            ],
+            &["/customers?seekOperation=Next"],
+        )
     }
 
     fn run_all(b: &[u8]) {

@@ -1494,48 +1494,24 @@ mod tests {
     }
 
     fn json_value() -> impl Strategy<Value = serde_json::Value> {
-        let leaf = prop_oneof![
-            Just(serde_json::Value::Null),
-            any::<bool>().prop_map(serde_json::Value::Bool),
-            any::<i64>().prop_map(|n| serde_json::json!(n)),
-            any::<f64>().prop_map(|n| serde_json::json!(n)),
-            ".{0,12}".prop_map(serde_json::Value::String),
-            prop_oneof![
-                Just("access_token"),
-                Just("expires_in"),
-                Just("device_code"),
-                Just("error")
-            ]
-            .prop_map(|s| serde_json::Value::String(s.into())),
-        ];
-        leaf.prop_recursive(3, 24, 6, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
-                prop::collection::vec(
-                    (
-                        prop_oneof![
-                            Just("access_token".to_string()),
-                            Just("expires_in".to_string()),
-                            Just("refresh_token".to_string()),
-                            Just("device_code".to_string()),
-                            Just("user_code".to_string()),
-                            Just("verification_uri".to_string()),
-                            Just("interval".to_string()),
-                            Just("error".to_string()),
-                            Just("error_description".to_string()),
-                            Just("error_codes".to_string()),
-                            Just("tid".to_string()),
-                            Just("oid".to_string()),
-                            Just("amr".to_string()),
-                            "[a-z_]{1,8}",
-                        ],
-                        inner
-                    ),
-                    0..6
-                )
-                .prop_map(|kv| serde_json::Value::Object(kv.into_iter().collect())),
-            ]
-        })
+        crate::api::json_strategy::json_with(
+            &[
+                "access_token",
+                "expires_in",
+                "refresh_token",
+                "device_code",
+                "user_code",
+                "verification_uri",
+                "interval",
+                "error",
+                "error_description",
+                "error_codes",
+                "tid",
+                "oid",
+                "amr",
+            ],
+            &["access_token", "expires_in", "device_code", "error"],
+        )
     }
 
     fn run_all(body: &[u8]) {
