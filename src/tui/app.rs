@@ -44,6 +44,26 @@ impl Tab {
         }
     }
 
+    /// The setup wizard's steps, in order (what `first_open_step` walks).
+    pub const WIZARD: [Tab; 5] = [
+        Tab::SignIn,
+        Tab::Distributor,
+        Tab::PartnerCenter,
+        Tab::Psa,
+        Tab::Users,
+    ];
+
+    pub fn is_wizard_step(self) -> bool {
+        Tab::WIZARD.contains(&self)
+    }
+
+    /// Whether the wizard moves on by itself when this step completes. Partner Center's
+    /// result is its customer list, and the tabs outside the wizard (Reconcile, Sync) are
+    /// where the work is read: those stay on screen.
+    pub fn moves_on_when_done(self) -> bool {
+        matches!(self, Tab::SignIn | Tab::Distributor | Tab::Psa | Tab::Users)
+    }
+
     /// A short title for narrow terminals.
     pub fn short_title(self) -> &'static str {
         match self {
@@ -177,16 +197,10 @@ impl App {
         if !self.access().may_use_app() {
             return Tab::SignIn;
         }
-        [
-            Tab::SignIn,
-            Tab::Distributor,
-            Tab::PartnerCenter,
-            Tab::Psa,
-            Tab::Users,
-        ]
-        .into_iter()
-        .find(|t| self.status(*t) != Step::Done)
-        .unwrap_or(Tab::SignIn)
+        Tab::WIZARD
+            .into_iter()
+            .find(|t| self.status(*t) != Step::Done)
+            .unwrap_or(Tab::SignIn)
     }
 
     pub fn status(&self, tab: Tab) -> Step {
@@ -290,16 +304,16 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         return effects;
     }
     // Reconcile is not a setup step: finishing a run never moves the person away.
-    if before != Step::Done
-        && app.tab == tab
-        && tab != Tab::Reconcile
-        && app.status(tab) == Step::Done
-    {
+    if before != Step::Done && app.tab == tab && app.status(tab) == Step::Done {
         let next = app.first_open_step();
-        if tab == Tab::PartnerCenter || app.status(next) == Step::Done {
-            // Partner Center's result is its customer list: stay and let the person read it.
-            // When every step is done, stay where the person is too.
-            if app.notice.is_none() && next != tab && app.status(next) != Step::Done {
+        if !tab.moves_on_when_done() || app.status(next) == Step::Done {
+            // The step's result is worth reading (or every step is done): stay, and point to
+            // the next open step.
+            if tab.is_wizard_step()
+                && app.notice.is_none()
+                && next != tab
+                && app.status(next) != Step::Done
+            {
                 app.notice = Some(Notice {
                     text: format!(
                         "Done. Next step: {} (press {}).",
