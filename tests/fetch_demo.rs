@@ -58,7 +58,16 @@ async fn fetch_every_psa() {
                     at.contract_services.len(),
                     w.autotask.contract_services.len()
                 );
-                assert!(!at.current_units.is_empty());
+                // Exactly the unit records in force today (§6.3), counted from the world.
+                let today = chrono::Utc::now().date_naive();
+                let expected = match cspsync::engine::bench::Workload::of(&w, psa, today).psa {
+                    cspsync::engine::bench::PsaWorkload::Autotask { current_units, .. } => {
+                        current_units
+                    }
+                    other => panic!("{other:?}"),
+                };
+                assert!(expected > 0);
+                assert_eq!(at.current_units.len() as u64, expected);
             }
             PsaSnapshot::Xero(x) => {
                 // Archived contacts are left out unless asked for (§7.4 includeArchived).
