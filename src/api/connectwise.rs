@@ -684,6 +684,19 @@ pub struct Agreement {
     pub info: Option<Info>,
 }
 
+impl Agreement {
+    /// Cancelled, expired or inactive (§5.3 `agreementStatus`, `cancelledFlag`): it bills
+    /// nothing, so its additions are neither fetched nor reconciled.
+    pub fn is_closed(&self) -> bool {
+        self.cancelled_flag.unwrap_or(false)
+            || self.agreement_status.as_deref().is_some_and(|st| {
+                ["cancelled", "expired", "inactive"]
+                    .iter()
+                    .any(|c| st.eq_ignore_ascii_case(c))
+            })
+    }
+}
+
 /// An agreement addition (§5.3, the whole table).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -1296,6 +1309,21 @@ impl ConnectWiseClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn closed_agreements_are_cancelled_expired_or_inactive() {
+        let agreement = |status: &str, cancelled: Option<bool>| -> Agreement {
+            serde_json::from_value(
+                serde_json::json!({"id": 1, "agreementStatus": status, "cancelledFlag": cancelled}),
+            )
+            .expect("agreement")
+        };
+        assert!(!agreement("Active", Some(false)).is_closed());
+        assert!(agreement("Active", Some(true)).is_closed());
+        for st in ["Cancelled", "EXPIRED", "inactive"] {
+            assert!(agreement(st, None).is_closed(), "{st}");
+        }
+    }
     use crate::api::http::{decode_json, error_from_response};
     use proptest::prelude::*;
     use reqwest::header::HeaderValue;

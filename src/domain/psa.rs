@@ -12,7 +12,6 @@ use super::model::{
     Overrides, ProductKey, PsaCustomerRef, PsaProductRef, SourceRecord, display_quantity,
 };
 use super::names::{normalise_domain, normalise_name};
-use crate::api::connectwise as cw;
 use crate::api::error::Api;
 use crate::api::xero as xe;
 use crate::engine::fetch::{AutotaskSnapshot, ConnectWiseSnapshot, PsaSnapshot, XeroSnapshot};
@@ -218,17 +217,6 @@ fn per_month(amount: Option<Decimal>, months: u32) -> Option<Decimal> {
     })
 }
 
-fn cw_closed(a: &cw::Agreement) -> bool {
-    a.cancelled_flag.unwrap_or(false)
-        || matches!(
-            a.agreement_status
-                .as_deref()
-                .map(str::to_ascii_lowercase)
-                .as_deref(),
-            Some("cancelled") | Some("expired") | Some("inactive")
-        )
-}
-
 fn connectwise(s: &ConnectWiseSnapshot, ov: &ProductOverrides, now: DateTime<Utc>) -> PsaView {
     let mut notes = Vec::new();
     let customers: Vec<PsaCustomer> = s
@@ -289,7 +277,7 @@ fn connectwise(s: &ConnectWiseSnapshot, ov: &ProductOverrides, now: DateTime<Utc
     }
     let mut charges = Vec::new();
     let (mut cancelled, mut not_billable) = (0usize, 0usize);
-    for a in s.agreements.iter().filter(|a| !cw_closed(a)) {
+    for a in s.agreements.iter().filter(|a| !a.is_closed()) {
         let Some(company) = a.company.as_ref().and_then(|c| c.id) else {
             continue;
         };

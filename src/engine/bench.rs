@@ -71,8 +71,12 @@ impl Workload {
                         .agreements
                         .iter()
                         .filter(|a| {
+                            // As `connectwise::Agreement::is_closed` (the world is read
+                            // independently of the client's types).
                             !a.cancelled_flag
-                                && !matches!(a.agreement_status.as_str(), "Cancelled" | "Expired")
+                                && !["cancelled", "expired", "inactive"]
+                                    .iter()
+                                    .any(|c| a.agreement_status.eq_ignore_ascii_case(c))
                         })
                         .count() as u64,
                     catalog: cw.catalog.len() as u64,

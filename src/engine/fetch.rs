@@ -442,7 +442,7 @@ async fn fetch_connectwise(c: &ConnectWiseClient) -> Result<ConnectWiseSnapshot,
     // Additions live under each agreement (§5.3): one listing per agreement, run side by side
     // (the client's limiter paces them).
     let mut tasks: JoinSet<(u64, Result<Vec<cw::Addition>, ApiError>)> = JoinSet::new();
-    for a in agreements.iter().filter(|a| !is_closed_agreement(a)) {
+    for a in agreements.iter().filter(|a| !a.is_closed()) {
         let c = c.clone();
         let id = a.id;
         tasks.spawn(async move { (id, c.additions(id, None).await) });
@@ -458,12 +458,4 @@ async fn fetch_connectwise(c: &ConnectWiseClient) -> Result<ConnectWiseSnapshot,
         additions,
         catalog: catalog?,
     })
-}
-
-fn is_closed_agreement(a: &cw::Agreement) -> bool {
-    a.cancelled_flag.unwrap_or(false)
-        || matches!(
-            a.agreement_status.as_deref(),
-            Some("Cancelled") | Some("Expired")
-        )
 }
