@@ -13,6 +13,7 @@ pub mod model;
 pub mod names;
 pub(crate) mod psa;
 pub mod reconcile;
+pub mod sync;
 
 pub use mapping::{CustomerLink, Mapping, MatchReason, PsaLink, UnmappedPsaProduct};
 pub use model::{
