@@ -227,8 +227,21 @@ pub struct Settings {
     pub partner_center: PartnerCenterSettings,
     pub psa: PsaSettings,
     pub access: AccessSettings,
+    /// Manual customer and product mapping decisions (issue 5 §2), used by every
+    /// reconciliation and sync.
+    pub mapping: crate::domain::Overrides,
+    /// How the PSA is brought in line with Dicker Data (issue 6 §1).
+    pub sync: SyncSettings,
     /// Base URLs; absent means the real hosts.
     pub endpoints: Option<Endpoints>,
+}
+
+/// Sync settings: billing style and per-customer sell prices.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SyncSettings {
+    pub style: crate::domain::sync::BillingStyle,
+    pub price_overrides: Vec<crate::domain::sync::PriceOverride>,
 }
 
 /// The secrets (`secrets.toml`, created 0600; never printed, never logged).
@@ -422,6 +435,28 @@ mod persistence_tests {
         let mut s = Settings::default();
         s.distributor.account_code = "325026".into();
         s.psa.kind = PsaKindSetting::Xero;
+        // Mapping decisions and sync settings survive the TOML round trip.
+        use crate::domain::{CustomerOverride, ProductOverride, PsaCustomerRef, PsaProductRef};
+        s.mapping.customers = vec![
+            CustomerOverride {
+                tenant_id: "t-1".into(),
+                psa: Some(PsaCustomerRef::XeroContact("c-9".into())),
+            },
+            CustomerOverride {
+                tenant_id: "t-2".into(),
+                psa: None,
+            },
+        ];
+        s.mapping.products = vec![ProductOverride {
+            psa_product: PsaProductRef::ConnectwiseCatalogItem(731),
+            stock_code: "P1Y:CFQ7TTC0LCHC:0002:1:".into(),
+        }];
+        s.sync.style.prorate = true;
+        s.sync.price_overrides = vec![crate::domain::sync::PriceOverride {
+            tenant_id: "t-1".into(),
+            stock_code: "P1Y:CFQ7TTC0LCHC:0002:1:".into(),
+            unit_price: rust_decimal::Decimal::new(3455, 2),
+        }];
         c.save_settings(&s).unwrap();
         assert_eq!(c.load_settings().unwrap(), s);
         let sec = Secrets {
