@@ -6,7 +6,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::config::{Secrets, Settings};
 
-use super::panes::{Hint, Step, distributor, later, partner, psa, reconcile, signin, users};
+use super::panes::{Hint, Step, distributor, partner, psa, reconcile, signin, sync, users};
 use crate::access::{self, Access};
 
 /// The tabs, in wizard order.
@@ -102,6 +102,8 @@ pub struct Setup {
 pub enum Modal {
     Help,
     ConfirmQuit,
+    /// `q` while a sync is being applied: stop it cleanly and then quit, or stay.
+    ConfirmQuitApplying,
     /// A fatal problem: shown, then any key quits.
     Fatal(String),
 }
@@ -124,10 +126,13 @@ pub struct App {
     pub psa: psa::State,
     pub users: users::State,
     pub reconcile: reconcile::State,
+    pub sync: sync::State,
     pub modal: Option<Modal>,
     pub notice: Option<Notice>,
     pub demo: bool,
     pub quit: bool,
+    /// Quit once the apply being cancelled has stopped.
+    pub quit_after_apply: bool,
 }
 
 /// Inputs: keys, terminal events, background results.
@@ -143,6 +148,7 @@ pub enum Msg {
     Psa(psa::Msg),
     Users(users::Msg),
     Reconcile(reconcile::Msg),
+    Sync(sync::Msg),
     /// The settings/secrets were written (or not).
     Saved(Result<(), String>),
     /// A background task panicked or the runtime failed: show it, then quit.
@@ -158,6 +164,10 @@ pub enum Effect {
     Psa(psa::Cmd),
     Users(users::Cmd),
     Reconcile(reconcile::Cmd),
+    Sync(sync::Cmd),
+    /// Show the Reconcile tab and run it again (after an apply). Handled by [`update`]; it
+    /// never reaches the runner.
+    RunReconcile,
     /// Persist `setup` (settings and secrets).
     Save(Box<Setup>),
 }
@@ -173,11 +183,13 @@ impl App {
             psa: psa::State::new(&setup),
             users: users::State::new(&setup),
             reconcile: reconcile::State::new(&setup),
+            sync: sync::State::new(&setup),
             setup,
             modal: None,
             notice: None,
             demo,
             quit: false,
+            quit_after_apply: false,
         };
         app.tab = app.first_open_step();
         app
@@ -211,7 +223,7 @@ impl App {
             Tab::Psa => psa::status(&self.psa, &self.setup),
             Tab::Users => users::status(&self.users, &self.setup),
             Tab::Reconcile => reconcile::status(&self.reconcile, &self.setup),
-            Tab::Sync => Step::Later,
+            Tab::Sync => sync::status(&self.sync, &self.setup),
         }
     }
 
@@ -224,7 +236,7 @@ impl App {
             Tab::Psa => psa::editing(&self.psa),
             Tab::Users => users::editing(&self.users),
             Tab::Reconcile => reconcile::editing(&self.reconcile),
-            _ => false,
+            Tab::Sync => sync::editing(&self.sync),
         }
     }
 
@@ -236,6 +248,7 @@ impl App {
             || psa::unsaved(&self.psa)
             || users::unsaved(&self.users)
             || reconcile::unsaved(&self.reconcile)
+            || sync::unsaved(&self.sync)
     }
 
     /// The keys valid right now (the footer).
@@ -247,6 +260,11 @@ impl App {
                     Hint::new("y", "quit without saving"),
                     Hint::new("n/Esc", "stay"),
                 ],
+                Modal::ConfirmQuitApplying => vec![
+                    Hint::new("y", "stop and quit"),
+                    Hint::new("n/Esc", "stay"),
+                    Hint::new("Ctrl-C", "quit at once"),
+                ],
                 Modal::Fatal(_) => vec![Hint::new("any key", "quit")],
             };
         }
@@ -257,7 +275,7 @@ impl App {
             Tab::Psa => psa::hints(&self.psa),
             Tab::Users => users::hints(&self.users),
             Tab::Reconcile => reconcile::hints(&self.reconcile),
-            _ => later::hints(),
+            Tab::Sync => sync::hints(&self.sync),
         };
         if !self.editing() {
             h.push(Hint::new("1-7/Tab", "switch tab"));
@@ -273,7 +291,9 @@ impl App {
     }
 
     fn request_quit(&mut self) {
-        if self.unsaved() {
+        if self.sync.applying() {
+            self.modal = Some(Modal::ConfirmQuitApplying);
+        } else if self.unsaved() {
             self.modal = Some(Modal::ConfirmQuit);
         } else {
             self.quit = true;
@@ -287,6 +307,11 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
     let tab = app.tab;
     let before = app.status(tab);
     let effects = apply(app, msg);
+    let effects = run_reconcile_now(app, effects);
+    // Quitting waited for the apply to stop cleanly.
+    if app.quit_after_apply && !app.sync.applying() {
+        app.quit = true;
+    }
     // Someone not (or no longer) allowed can use nothing but Sign in (issue 4 §2).
     let access = app.access();
     if !access.may_use_app() && app.tab != Tab::SignIn {
@@ -330,6 +355,26 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
     effects
 }
 
+/// [`Effect::RunReconcile`]: show the Reconcile tab and start a run there (unless one runs).
+fn run_reconcile_now(app: &mut App, effects: Vec<Effect>) -> Vec<Effect> {
+    let mut out = Vec::with_capacity(effects.len());
+    for e in effects {
+        match e {
+            Effect::RunReconcile => {
+                app.tab = Tab::Reconcile;
+                app.reconcile.detail = None;
+                app.reconcile.typing = false;
+                if !app.reconcile.running() {
+                    let r = KeyEvent::new(KeyCode::Char('r'), KeyModifiers::NONE);
+                    out.extend(reconcile::on_key(&mut app.reconcile, &mut app.setup, r));
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// The setup account, for "ask X" sentences.
 fn setup_user(setup: &Setup) -> String {
     let n = setup.settings.microsoft.setup_user_name.trim();
@@ -351,6 +396,7 @@ fn apply(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::Psa(m) => psa::on_msg(&mut app.psa, &mut app.setup, m),
         Msg::Users(m) => users::on_msg(&mut app.users, &mut app.setup, m),
         Msg::Reconcile(m) => reconcile::on_msg(&mut app.reconcile, &mut app.setup, m),
+        Msg::Sync(m) => sync::on_msg(&mut app.sync, &mut app.setup, m),
         Msg::Saved(r) => {
             app.notice = Some(match (r, app.notice.take()) {
                 // Keep a pointer to the next step ("Done. Next step: …") and add to it.
@@ -388,6 +434,16 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             Modal::ConfirmQuit => match key.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') => app.quit = true,
                 _ if ctrl_c => app.quit = true,
+                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => app.modal = None,
+                _ => {}
+            },
+            Modal::ConfirmQuitApplying => match key.code {
+                _ if ctrl_c => app.quit = true,
+                KeyCode::Char('y') | KeyCode::Char('Y') => {
+                    app.modal = None;
+                    app.quit_after_apply = true;
+                    return sync::cancel(&mut app.sync);
+                }
                 KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => app.modal = None,
                 _ => {}
             },
@@ -436,6 +492,6 @@ fn pane_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         Tab::Psa => psa::on_key(&mut app.psa, &mut app.setup, key),
         Tab::Users => users::on_key(&mut app.users, &mut app.setup, key),
         Tab::Reconcile => reconcile::on_key(&mut app.reconcile, &mut app.setup, key),
-        _ => Vec::new(),
+        Tab::Sync => sync::on_key(&mut app.sync, &mut app.setup, key),
     }
 }

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::app::{App, Modal, Tab};
-use super::panes::{distributor, later, partner, psa, reconcile, signin, users};
+use super::panes::{distributor, partner, psa, reconcile, signin, sync, users};
 use super::text;
 use super::theme::Theme;
 
@@ -39,7 +39,7 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame) {
         Tab::Psa => psa::render(&app.psa, &app.setup, theme, frame, inner),
         Tab::Users => users::render(&app.users, &app.setup, theme, frame, inner),
         Tab::Reconcile => reconcile::render(&app.reconcile, &app.setup, theme, frame, inner),
-        t => later::render(t, theme, frame, inner),
+        Tab::Sync => sync::render(&app.sync, &app.setup, theme, frame, inner),
     }
     footer_bar(app, theme, frame, footer);
     if let Some(m) = &app.modal {
@@ -141,6 +141,24 @@ fn modal(m: &Modal, theme: &Theme, frame: &mut Frame, area: Rect) {
                     Span::raw(" quit anyway   "),
                     Span::styled("n", theme.key()),
                     Span::raw(" stay"),
+                ]),
+            ],
+        ),
+        Modal::ConfirmQuitApplying => (
+            "Quit while applying?",
+            vec![
+                Line::from("A sync is being applied to the PSA."),
+                Line::from(
+                    "y stops it cleanly first (writes in flight finish, nothing is left half-done), then quits.",
+                ),
+                Line::from(""),
+                Line::from(vec![
+                    Span::styled("y", theme.key()),
+                    Span::raw(" stop and quit   "),
+                    Span::styled("n", theme.key()),
+                    Span::raw(" stay   "),
+                    Span::styled("Ctrl-C", theme.key()),
+                    Span::raw(" quit at once"),
                 ]),
             ],
         ),

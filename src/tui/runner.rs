@@ -9,7 +9,7 @@ use crate::config::ConfigDir;
 use crate::connect;
 
 use super::app::{Effect, Msg, Setup};
-use super::panes::{distributor, partner, psa, reconcile, signin, users};
+use super::panes::{distributor, partner, psa, reconcile, signin, sync, users};
 
 /// Demo mode: what the runner knows about the in-process simulated world.
 #[derive(Debug, Clone)]
@@ -31,6 +31,7 @@ pub struct Services {
     pub psa: psa::Runtime,
     pub users: users::Runtime,
     pub reconcile: reconcile::Runtime,
+    pub sync: sync::Runtime,
 }
 
 impl Services {
@@ -45,6 +46,7 @@ impl Services {
             psa: psa::Runtime::default(),
             users: users::Runtime::default(),
             reconcile: reconcile::Runtime::default(),
+            sync: sync::Runtime::default(),
         }
     }
 }
@@ -59,7 +61,10 @@ pub fn spawn(effect: Effect, svc: Arc<Services>, tx: Sender<Msg>) {
         Effect::Psa(c) => tokio::spawn(psa::run(c, svc, tx_task)),
         Effect::Users(c) => tokio::spawn(users::run(c, svc, tx_task)),
         Effect::Reconcile(c) => tokio::spawn(reconcile::run(c, svc, tx_task)),
+        Effect::Sync(c) => tokio::spawn(sync::run(c, svc, tx_task)),
         Effect::Save(setup) => tokio::spawn(save(*setup, svc, tx_task)),
+        // Handled by `app::update`; nothing to run.
+        Effect::RunReconcile => return,
     };
     // A panicked task is a bug: the person sees it and the app stops cleanly (DESIGN.md §3).
     tokio::spawn(async move {

@@ -13,11 +13,11 @@
 //! a result whose generation is not its current one (a stale answer never overwrites a newer).
 
 pub mod distributor;
-pub mod later;
 pub mod partner;
 pub mod psa;
 pub mod reconcile;
 pub mod signin;
+pub mod sync;
 pub mod users;
 
 /// A wizard step's state, shown in its tab title.
