@@ -70,6 +70,10 @@ fn tab_bar(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             .enumerate()
             .map(|(i, t)| tier(i, *t))
             .collect();
+        // The last label needs no space after it: "… 7 Sync•" still fits 80 columns.
+        if let Some(last) = labels.last_mut() {
+            last.truncate(last.trim_end().len());
+        }
         if labels.iter().map(|l| l.chars().count()).sum::<usize>() <= width {
             break;
         }

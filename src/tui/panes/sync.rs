@@ -892,32 +892,33 @@ pub fn hints(s: &State) -> Vec<Hint> {
     if s.detail.is_some() {
         return vec![Hint::new("↑/↓", "scroll"), Hint::new("Esc", "close")];
     }
+    // Short: at 80 columns the footer also holds the app's own keys.
     let mut h = Vec::new();
     match s.phase {
         Phase::Idle => {
-            h.push(Hint::new("Enter", "make the plan"));
-            h.push(Hint::new("b/p", "billing style"));
+            h.push(Hint::new("Enter", "plan"));
+            h.push(Hint::new("b/p", "billing"));
         }
         Phase::Planning(_) => h.push(Hint::new("Esc", "stop")),
         Phase::Review => {
             h.push(Hint::new("Space", "select"));
-            h.push(Hint::new("A", "all/none"));
+            h.push(Hint::new("A", "all"));
+            h.push(Hint::new("a", "apply"));
             if matches!(s.current_row(), Some(Row::Write(_))) {
                 h.push(Hint::new("Enter", "detail"));
             }
-            h.push(Hint::new("a", "apply"));
-            h.push(Hint::new("r", "plan again"));
+            h.push(Hint::new("r", "re-plan"));
         }
         Phase::Applying => {
-            h.push(Hint::new("↑/↓", "customers"));
-            h.push(Hint::new("PgUp/PgDn", "log"));
             if s.apply.as_ref().is_some_and(|a| !a.cancelling) {
                 h.push(Hint::new("Esc", "cancel"));
             }
+            h.push(Hint::new("↑/↓", "customers"));
+            h.push(Hint::new("PgUp/PgDn", "log"));
         }
         Phase::Done => {
-            h.push(Hint::new("R", "reconcile again"));
-            h.push(Hint::new("r", "plan again"));
+            h.push(Hint::new("R", "reconcile"));
+            h.push(Hint::new("r", "re-plan"));
             h.push(Hint::new("PgUp/PgDn", "log"));
         }
     }
