@@ -11,6 +11,8 @@ pub mod export;
 pub mod mapping;
 pub mod model;
 pub mod names;
+pub mod plan;
+pub mod plan_export;
 pub(crate) mod psa;
 pub mod reconcile;
 pub mod sync;
