@@ -485,7 +485,7 @@ fn enter_on_a_write_opens_its_detail() {
     let mut app = planned(setup(), sample_plan());
     goto_write(&mut app, 2);
     send(&mut app, key(KeyCode::Enter));
-    assert_eq!(app.sync.detail, Some(2));
+    assert_eq!(app.sync.detail, Some(Row::Write(2)));
     let s = screen(&app, 120, 40);
     assert!(s.contains("Bayside Legal — Microsoft 365 E3"), "{s}");
     assert!(
@@ -505,6 +505,15 @@ fn enter_on_a_write_opens_its_detail() {
     send(&mut app, key(KeyCode::Home));
     send(&mut app, key(KeyCode::Enter));
     assert_eq!(app.sync.detail, None);
+    // A skipped line: its whole reason.
+    send(&mut app, key(KeyCode::End));
+    send(&mut app, key(KeyCode::Enter));
+    assert_eq!(app.sync.detail, Some(Row::Skipped(1)));
+    let s = screen(&app, 80, 24);
+    assert!(
+        s.contains("Not planned: the customer is not mapped to a ConnectWise company"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -1190,4 +1199,121 @@ async fn apply_events_are_coalesced_to_ten_updates_a_second() {
         (15..=22).contains(&updates),
         "{updates} updates for 2 s of events"
     );
+}
+
+// ----- the background work against the simulated demo world -----------------------------------
+
+/// The demo world, signed in, syncing to `psa`.
+async fn demo_env(psa: PsaKindSetting) -> cspsync::tui::testing::SimEnv {
+    let today = Utc::now().date_naive();
+    let mut world = cspsync::sim::generate::demo(today);
+    world.app.device_code_interval_secs = 1;
+    let mut env = cspsync::tui::testing::SimEnv::start(world, true).await;
+    env.setup.settings.psa.kind = psa;
+    env
+}
+
+/// Run one command to its end; every message it sent.
+async fn run_cmd(env: &cspsync::tui::testing::SimEnv, cmd: Cmd) -> Vec<Msg> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);
+    tokio::time::timeout(
+        std::time::Duration::from_secs(240),
+        sync::run(cmd, env.svc.clone(), tx),
+    )
+    .await
+    .expect("the command finishes");
+    let mut out = Vec::new();
+    while let Ok(m) = rx.try_recv() {
+        out.push(m);
+    }
+    out
+}
+
+/// Plan in the demo world: every message through the pure update of an app on the Sync tab.
+async fn plan_in_demo(env: &cspsync::tui::testing::SimEnv) -> App {
+    let mut app = on_tab(env.setup.clone());
+    let fx = send(&mut app, key(KeyCode::Enter));
+    let [Effect::Sync(cmd @ Cmd::Plan { .. })] = fx.as_slice() else {
+        panic!("expected a plan command, got {fx:?}");
+    };
+    let msgs = run_cmd(env, cmd.clone()).await;
+    assert!(
+        msgs.iter()
+            .any(|m| matches!(m, Msg::Sync(sync::Msg::Progress { .. }))),
+        "fetch progress was reported"
+    );
+    for m in msgs {
+        send(&mut app, m);
+    }
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_plans_the_demo_world() {
+    let env = demo_env(PsaKindSetting::ConnectWise).await;
+    let app = plan_in_demo(&env).await;
+    assert_eq!(app.sync.phase, Phase::Review, "{:?}", app.sync.note);
+    let plan = app.sync.plan.as_ref().unwrap();
+    assert_eq!(plan.psa, Api::ConnectWise);
+    assert!(
+        !plan.writes.is_empty(),
+        "the demo world has mismatches to sync"
+    );
+    assert_eq!(plan.summary.writes, plan.writes.len());
+    let s = screen(&app, 120, 40);
+    assert!(s.contains("Plan for ConnectWise Manage"), "{s}");
+    assert!(
+        s.contains(&format!("{0} of {0} writes selected", plan.writes.len())),
+        "{s}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_without_a_setup_says_what_to_do() {
+    let env = demo_env(PsaKindSetting::ConnectWise).await;
+    let mut setup = env.setup.clone();
+    setup.secrets.dicker_data_access_code = None;
+    let msgs = run_cmd(
+        &env,
+        Cmd::Plan {
+            generation: 4,
+            setup: Box::new(setup),
+        },
+    )
+    .await;
+    match msgs.as_slice() {
+        [
+            Msg::Sync(sync::Msg::Planned {
+                generation: 4,
+                result: Err(e),
+                ..
+            }),
+        ] => {
+            assert!(e.contains("finish the setup tabs first"), "{e}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_reads_the_audit_log() {
+    let env = demo_env(PsaKindSetting::ConnectWise).await;
+    let config = env.svc.config.clone();
+    audit::record(
+        &config,
+        &audit::Event::now(
+            audit::Actor::new("oid", "alex@msp.example"),
+            audit::SIGN_IN,
+            json!({"role": "admin"}),
+        ),
+    )
+    .unwrap();
+    let msgs = run_cmd(&env, Cmd::ReadAudit).await;
+    match msgs.as_slice() {
+        [Msg::Sync(sync::Msg::Audit(Ok(events)))] => {
+            assert_eq!(events.len(), 1);
+            assert_eq!(events[0].actor.name, "alex@msp.example");
+        }
+        other => panic!("expected the log, got {other:?}"),
+    }
 }

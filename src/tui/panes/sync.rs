@@ -10,7 +10,8 @@
 //! audit log in every state.
 //!
 //! Keys: Enter/r plan · b advance/arrears · p prorate on/off · ↑/↓ j/k PgUp/PgDn Home/End move ·
-//! Space select a write (or a customer's) · A all/none · Enter a write's detail · a apply ·
+//! Space select a write (or a customer's) · A all/none · Enter a write's (or skipped line's)
+//! detail · a apply ·
 //! Esc cancel an apply · R reconcile again · l audit log.
 
 use std::cell::Cell;
@@ -147,8 +148,8 @@ pub struct State {
     pub offset: Cell<usize>,
     /// List rows the last render had room for (PgUp/PgDn).
     pub view_rows: Cell<usize>,
-    /// The write whose detail is open.
-    pub detail: Option<usize>,
+    /// The write (or skipped line) whose detail is open.
+    pub detail: Option<Row>,
     pub detail_scroll: u16,
     pub popup: Option<Popup>,
     /// The apply under way or finished.
@@ -675,8 +676,8 @@ pub fn on_key(s: &mut State, setup: &mut Setup, key: KeyEvent) -> Vec<Effect> {
                 KeyCode::Char(' ') => s.toggle_row(),
                 KeyCode::Char('A') => s.toggle_all(),
                 KeyCode::Enter => {
-                    if let Some(Row::Write(i)) = s.current_row() {
-                        s.detail = Some(i);
+                    if let Some(r @ (Row::Write(_) | Row::Skipped(_))) = s.current_row() {
+                        s.detail = Some(r);
                         s.detail_scroll = 0;
                     }
                 }
@@ -904,7 +905,7 @@ pub fn hints(s: &State) -> Vec<Hint> {
             h.push(Hint::new("Space", "select"));
             h.push(Hint::new("A", "all"));
             h.push(Hint::new("a", "apply"));
-            if matches!(s.current_row(), Some(Row::Write(_))) {
+            if matches!(s.current_row(), Some(Row::Write(_) | Row::Skipped(_))) {
                 h.push(Hint::new("Enter", "detail"));
             }
             h.push(Hint::new("r", "re-plan"));

@@ -10,8 +10,11 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::{Cmd, Msg};
-use crate::domain::sync::{ApplyEvent, ApplyProgress};
+use crate::domain::sync::{ApplyEvent, ApplyProgress, Plan, SyncOptions};
+use crate::engine::fetch::FetchProgress;
 use crate::tui::app;
+use crate::tui::app::Setup;
+use crate::tui::panes::partner::common::Rotated;
 use crate::tui::runner::Services;
 
 /// Apply updates reach the screen at most this often (10 a second).
@@ -22,13 +25,13 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 pub async fn run(cmd: Cmd, svc: Arc<Services>, tx: Sender<app::Msg>) {
     match cmd {
         Cmd::Plan { generation, setup } => {
-            let _ = (&setup, &svc);
+            let (result, rotated, xero) = make_plan(generation, &setup, &svc, &tx).await;
             let _ = tx
                 .send(app::Msg::Sync(Msg::Planned {
                     generation,
-                    result: Err("planning is not in this build of cspsync yet".into()),
-                    rotated: None,
-                    xero: None,
+                    result: result.map(Arc::new),
+                    rotated,
+                    xero,
                 }))
                 .await;
         }
@@ -106,4 +109,96 @@ pub async fn forward(
     // Whatever is left, at once (the summary must not wait for a tick).
     let p = progress.borrow().clone();
     let _ = send(batch, p).await;
+}
+
+/// What the planner is given besides the reconciliation, from the settings.
+pub fn sync_options(setup: &Setup) -> SyncOptions {
+    let s = &setup.settings;
+    let some = |v: &str| {
+        let v = v.trim();
+        (!v.is_empty()).then(|| v.to_string())
+    };
+    SyncOptions {
+        style: s.sync.style,
+        price_overrides: s.sync.price_overrides.clone(),
+        xero_supplier_contact_id: some(&s.psa.xero.contact_id),
+        xero_revenue_account: some(&s.psa.xero.revenue_account_code),
+        xero_expense_account: some(&s.psa.xero.expense_account_code),
+    }
+}
+
+/// Fetch (progress to the tab), reconcile exactly as the Reconcile tab does (with the saved
+/// mapping decisions), and plan.
+async fn make_plan(
+    generation: u64,
+    setup: &Setup,
+    svc: &Services,
+    tx: &Sender<app::Msg>,
+) -> (Result<Plan, String>, Option<Rotated>, Option<Rotated>) {
+    use crate::engine::fetch;
+    let settings = &setup.settings;
+    let secrets = &setup.secrets;
+    let (sources, xero) =
+        match crate::run::reconcile_sources(&svc.ctx, settings, secrets, None).await {
+            Ok(s) => s,
+            Err(e) => return (Err(sentence(e)), None, None),
+        };
+    let (ptx, mut prx) = watch::channel(FetchProgress::default());
+    let fwd_tx = tx.clone();
+    let forward = tokio::spawn(async move {
+        while prx.changed().await.is_ok() {
+            let progress = prx.borrow_and_update().clone();
+            let _ = fwd_tx
+                .send(app::Msg::Sync(Msg::Progress {
+                    generation,
+                    progress,
+                }))
+                .await;
+        }
+    });
+    let snap = fetch::fetch(&sources, &ptx).await;
+    drop(ptx);
+    let _ = forward.await;
+    let rotated = Rotated::of(
+        secrets.microsoft_refresh_token.as_deref(),
+        sources.microsoft.session.refresh_token().secret(),
+    );
+    let xero = xero.and_then(|x| {
+        Rotated::of(
+            secrets.xero_refresh_token.as_deref(),
+            x.refresh_token().secret(),
+        )
+    });
+    let snap = match snap {
+        Ok(s) => s,
+        Err(e) => return (Err(format!("{e}. {}", e.hint())), rotated, xero),
+    };
+    // Without Dicker Data's prices the money comes from the PSA (as the reconcile command).
+    let prices = crate::run::distributor_prices(&sources.dicker_data, &snap)
+        .await
+        .unwrap_or_default();
+    let opts = crate::domain::Options {
+        overrides: settings.mapping.clone(),
+        prices: prices.clone(),
+        ..crate::domain::Options::default()
+    };
+    let rec = match crate::domain::reconcile(&snap, &opts) {
+        Ok(r) => r,
+        Err(e) => return (Err(format!("{e}. {}", e.hint())), rotated, xero),
+    };
+    let today = Utc::now().date_naive();
+    let plan = crate::domain::plan::plan(&rec, &snap, &prices, &sync_options(setup), today)
+        .map_err(|e| e.to_string());
+    (plan, rotated, xero)
+}
+
+/// The setup message as one sentence pointing at the tabs, not the command line.
+fn sentence(e: String) -> String {
+    let e = e.replace(
+        "finish the setup (run `cspsync` and complete the wizard) or check it with `cspsync doctor`",
+        "finish the setup tabs first",
+    );
+    let mut e = e.trim_end_matches('.').to_string();
+    e.push('.');
+    e
 }

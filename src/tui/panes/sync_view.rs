@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::progress::{ApplyView, CustomerRow, clock, duration, plural};
 use super::{AuditView, Phase, Popup, Row, State, before_after, money, psa_of};
-use crate::domain::sync::{CustomerState, Op, Plan, Write};
+use crate::domain::sync::{CustomerState, Op, Plan, Skipped, Write};
 use crate::tui::app::Setup;
 use crate::tui::theme::Theme;
 
@@ -35,10 +35,18 @@ pub fn render(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: 
             }
         }
     }
-    if let Some(i) = s.detail
-        && let Some(w) = s.plan.as_ref().and_then(|p| p.writes.get(i))
-    {
-        detail(s, w, theme, frame, area);
+    match (s.detail, &s.plan) {
+        (Some(Row::Write(i)), Some(plan)) => {
+            if let Some(w) = plan.writes.get(i) {
+                detail(s, w, theme, frame, area);
+            }
+        }
+        (Some(Row::Skipped(k)), Some(plan)) => {
+            if let Some(sk) = plan.skipped.get(k) {
+                skipped_detail(s, sk, theme, frame, area);
+            }
+        }
+        _ => {}
     }
     match &s.popup {
         Some(Popup::Confirm { typed, problem }) => {
@@ -366,6 +374,14 @@ fn plan_list(s: &State, plan: &Plan, theme: &Theme, frame: &mut Frame, area: Rec
     offset = offset.min(s.rows.len().saturating_sub(rows));
     s.offset.set(offset);
     let width = usize::from(area.width);
+    let skipped_name_w = plan
+        .skipped
+        .iter()
+        .map(|k| k.customer_name.chars().count() + 3 + k.product.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(usize::from(area.width.saturating_sub(5) / 2));
+    let skipped_name_w = u16::try_from(skipped_name_w).unwrap_or(0);
     for (pos, row) in s.rows.iter().enumerate().skip(offset).take(rows) {
         let cursor = pos == s.cursor;
         let line = match *row {
@@ -461,13 +477,13 @@ fn plan_list(s: &State, plan: &Plan, theme: &Theme, frame: &mut Frame, area: Rec
                 let Some(sk) = plan.skipped.get(k) else {
                     continue;
                 };
-                let text = format!(
-                    "{}    {} — {}: {}",
-                    pointer(cursor),
-                    sk.customer_name,
-                    sk.product,
-                    sk.reason
+                // The reason is what matters: the line's name gets at most half the row.
+                let what = cell(
+                    &format!("{} — {}", sk.customer_name, sk.product),
+                    skipped_name_w,
+                    false,
                 );
+                let text = format!("{}    {what}  {}", pointer(cursor), sk.reason);
                 Line::from(Span::styled(
                     cell(&text, area.width, false),
                     if cursor {
@@ -516,6 +532,44 @@ fn json_text(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+fn detail_box(s: &State, title: &str, t: Vec<Line>, frame: &mut Frame, area: Rect) {
+    let r = Rect {
+        y: area.y.saturating_add(1),
+        height: area.height.saturating_sub(1),
+        ..area
+    };
+    frame.render_widget(Clear, r);
+    frame.render_widget(
+        Paragraph::new(t)
+            .wrap(Wrap { trim: false })
+            .scroll((s.detail_scroll, 0))
+            .block(Block::default().borders(Borders::ALL).title(title)),
+        r,
+    );
+}
+
+fn skipped_detail(s: &State, sk: &Skipped, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let t = vec![
+        Line::from(Span::styled(
+            format!("{} — {}", sk.customer_name, sk.product),
+            theme.title(),
+        )),
+        Line::from(Span::styled(
+            format!("Tenant {}", sk.customer_tenant_id),
+            theme.dim(),
+        )),
+        Line::from(""),
+        Line::from(format!("Not planned: {}", sk.reason)),
+    ];
+    detail_box(
+        s,
+        " A line the plan leaves alone (Esc closes) ",
+        t,
+        frame,
+        area,
+    );
 }
 
 fn detail(s: &State, w: &Write, theme: &Theme, frame: &mut Frame, area: Rect) {
@@ -589,23 +643,7 @@ fn detail(s: &State, w: &Write, theme: &Theme, frame: &mut Frame, area: Rect) {
             }
         }
     }
-    let r = Rect {
-        y: area.y.saturating_add(1),
-        height: area.height.saturating_sub(1),
-        ..area
-    };
-    frame.render_widget(Clear, r);
-    frame.render_widget(
-        Paragraph::new(t)
-            .wrap(Wrap { trim: false })
-            .scroll((s.detail_scroll, 0))
-            .block(
-                Block::default()
-                    .borders(Borders::ALL)
-                    .title(" The write (Esc closes) "),
-            ),
-        r,
-    );
+    detail_box(s, " The write (Esc closes) ", t, frame, area);
 }
 
 // ---------------------------------------------------------------------------------------------
