@@ -718,6 +718,10 @@ fn refresh_keeps_the_cursor_on_the_same_customer() {
     r.mapping.unmapped_customers = 1;
     mapping::refresh(&mut s, Arc::new(r));
     assert_eq!(mapping::unmapped_counts(&s.rec), (1, 2));
+    assert_eq!(
+        s.note.as_ref().unwrap().0,
+        "Reconciled again: 1 unmapped customer(s), 2 unmapped product(s)."
+    );
     let c = s.customer(s.current().unwrap()).unwrap();
     assert_eq!(c.tenant_id, REDGUM, "the cursor followed the customer");
     assert!(matches!(c.psa, PsaLink::Mapped { .. }));

@@ -21,6 +21,7 @@
 //! Pure: no I/O. `/` filters both sections by name, record or stock code.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -405,6 +406,14 @@ pub fn refresh(s: &mut State, rec: Arc<Reconciliation>) {
         .and_then(|r| s.identity(*r));
     s.rec = rec;
     s.rebuild_keeping(keep_c, keep_p);
+    // "Saved; it applies from the next reconciliation" is out of date now; errors stay.
+    if !s.note.as_ref().is_some_and(|(_, err)| *err) {
+        let (c, p) = unmapped_counts(&s.rec);
+        s.note = Some((
+            format!("Reconciled again: {c} unmapped customer(s), {p} unmapped product(s)."),
+            false,
+        ));
+    }
     let n = s.current().map_or(0, |r| s.suggestion_count(r));
     match &mut s.focus {
         Focus::Suggestions(_) if n == 0 => s.focus = Focus::List,
@@ -918,28 +927,37 @@ fn ref_id<T: serde::Serialize>(r: &T) -> String {
 fn picker_items(s: &State, purpose: &Purpose) -> Vec<PickItem> {
     let m = &s.rec.mapping;
     match purpose {
-        Purpose::CustomerRecord { tenant_id, .. } => m
-            .psa_records
-            .iter()
-            .map(|p| {
-                let linked: Vec<String> = m
-                    .customers_of(&p.record)
-                    .filter(|c| !c.tenant_id.eq_ignore_ascii_case(tenant_id))
-                    .map(|c| c.name.clone())
-                    .collect();
-                let mut detail = p.record.to_string();
-                if !linked.is_empty() {
-                    detail.push_str(&format!(" · linked to {}", linked.join(", ")));
-                } else if let Some(u) = m
-                    .unclaimed_psa_customers
-                    .iter()
-                    .find(|u| u.record == p.record)
-                {
-                    detail.push_str(&format!(" · {} charge(s), no customer linked", u.charges));
+        Purpose::CustomerRecord { tenant_id, .. } => {
+            // Who each record is linked to, indexed once (thousands of records and customers).
+            let mut linked_to: HashMap<&PsaCustomerRef, Vec<&str>> = HashMap::new();
+            for c in m
+                .customers
+                .iter()
+                .filter(|c| !c.tenant_id.eq_ignore_ascii_case(tenant_id))
+            {
+                if let Some(r) = c.psa.record() {
+                    linked_to.entry(r).or_default().push(c.name.as_str());
                 }
-                PickItem::new(ref_id(&p.record), p.name.clone(), detail)
-            })
-            .collect(),
+            }
+            let charges: HashMap<&PsaCustomerRef, usize> = m
+                .unclaimed_psa_customers
+                .iter()
+                .map(|u| (&u.record, u.charges))
+                .collect();
+            m.psa_records
+                .iter()
+                .map(|p| {
+                    let linked = linked_to.get(&p.record).cloned().unwrap_or_default();
+                    let mut detail = p.record.to_string();
+                    if !linked.is_empty() {
+                        detail.push_str(&format!(" · linked to {}", linked.join(", ")));
+                    } else if let Some(n) = charges.get(&p.record) {
+                        detail.push_str(&format!(" · {n} charge(s), no customer linked"));
+                    }
+                    PickItem::new(ref_id(&p.record), p.name.clone(), detail)
+                })
+                .collect()
+        }
         Purpose::ProductCode { .. } => {
             let mut codes: Vec<&crate::domain::mapping::ProductLink> = m
                 .products
@@ -1137,30 +1155,7 @@ pub fn pending(s: &State, setup: &Setup, row: Row) -> Option<Pending> {
     match row {
         Row::Customer(i) => {
             let c = s.rec.mapping.customers.get(i)?;
-            let manual = match &c.psa {
-                PsaLink::Mapped {
-                    record,
-                    reason: MatchReason::Manual,
-                    ..
-                } => Some(Some(record.clone())),
-                PsaLink::NotBilled => Some(None),
-                _ => None,
-            };
-            match (o.customer(&c.tenant_id), manual) {
-                (None, None) => None,
-                (None, Some(_)) => Some(Pending::Automatic),
-                (Some(d), m) if m == Some(d.psa.as_ref().map(canonical_ref)) => None,
-                (Some(d), _) => Some(match &d.psa {
-                    None => Pending::NotBilled,
-                    Some(r) => Pending::Linked(
-                        s.rec
-                            .mapping
-                            .psa_record_name(r)
-                            .map(str::to_string)
-                            .unwrap_or_else(|| r.to_string()),
-                    ),
-                }),
-            }
+            customer_pending(s, c, o.customer(&c.tenant_id))
         }
         Row::UnmappedProduct(i) => {
             let u = s.rec.mapping.unmapped_psa_products.get(i)?;
@@ -1171,10 +1166,13 @@ pub fn pending(s: &State, setup: &Setup, row: Row) -> Option<Pending> {
             let p = s.rec.mapping.products.get(i)?;
             let pp = p.psa_products.get(j)?;
             let by_hand = pp.via == "override";
+            let canonical = |code: &str| {
+                crate::domain::ProductKey::from_stock_code(code).and_then(|k| k.stock_code())
+            };
             match o.product(&pp.product) {
                 None if by_hand => Some(Pending::Automatic),
                 None => None,
-                Some(d) if by_hand && Some(&d.stock_code) == p.stock_code.as_ref() => None,
+                Some(d) if by_hand && canonical(&d.stock_code) == p.stock_code => None,
                 Some(d) => Some(Pending::Code(d.stock_code.clone())),
             }
         }
@@ -1182,15 +1180,63 @@ pub fn pending(s: &State, setup: &Setup, row: Row) -> Option<Pending> {
     }
 }
 
-/// How many saved decisions the shown reconciliation does not reflect yet.
+/// A customer's saved decision `d` against what the shown reconciliation did.
+fn customer_pending(
+    s: &State,
+    c: &CustomerLink,
+    d: Option<&crate::domain::CustomerOverride>,
+) -> Option<Pending> {
+    let manual = match &c.psa {
+        PsaLink::Mapped {
+            record,
+            reason: MatchReason::Manual,
+            ..
+        } => Some(Some(record.clone())),
+        PsaLink::NotBilled => Some(None),
+        _ => None,
+    };
+    match (d, manual) {
+        (None, None) => None,
+        (None, Some(_)) => Some(Pending::Automatic),
+        (Some(d), m) if m == Some(d.psa.as_ref().map(canonical_ref)) => None,
+        (Some(d), _) => Some(match &d.psa {
+            None => Pending::NotBilled,
+            Some(r) => Pending::Linked(
+                s.rec
+                    .mapping
+                    .psa_record_name(r)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| r.to_string()),
+            ),
+        }),
+    }
+}
+
+/// How many saved decisions the shown reconciliation does not reflect yet. Drawn every frame,
+/// so the decisions are indexed once (not searched per customer).
 pub fn pending_count(s: &State, setup: &Setup) -> usize {
     let m = &s.rec.mapping;
-    let rows =
-        (0..m.customers.len())
-            .map(Row::Customer)
-            .chain((0..m.unmapped_psa_products.len()).map(Row::UnmappedProduct))
+    let mut decided: HashMap<String, &crate::domain::CustomerOverride> = HashMap::new();
+    for o in &setup.settings.mapping.customers {
+        decided
+            .entry(o.tenant_id.trim().to_lowercase())
+            .or_insert(o);
+    }
+    let customers = m
+        .customers
+        .iter()
+        .filter(|c| {
+            let d = decided.get(&c.tenant_id.trim().to_lowercase()).copied();
+            customer_pending(s, c, d).is_some()
+        })
+        .count();
+    let products =
+        (0..m.unmapped_psa_products.len())
+            .map(Row::UnmappedProduct)
             .chain(m.products.iter().enumerate().flat_map(|(i, p)| {
                 (0..p.psa_products.len()).map(move |j| Row::MappedProduct(i, j))
-            }));
-    rows.filter(|r| pending(s, setup, *r).is_some()).count()
+            }))
+            .filter(|r| pending(s, setup, *r).is_some())
+            .count();
+    customers + products
 }

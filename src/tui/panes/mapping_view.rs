@@ -250,16 +250,21 @@ fn status_line(s: &State, setup: &Setup, theme: &Theme, w: usize) -> Line<'stati
     Line::from(spans)
 }
 
-/// Column widths: name, how, and the rest.
-fn columns(w: usize) -> (usize, usize, usize) {
+/// Column widths: name, how, and the rest. PSA product names are long and alike ("Exchange
+/// Online (Plan 1) (NCE, monthly)"), so the product section gives the name more room.
+fn columns(section: Section, w: usize) -> (usize, usize, usize) {
     let how = 11;
-    let name = (w * 32 / 100).clamp(10, 34);
+    let share = match section {
+        Section::Customers => 32,
+        Section::Products => 40,
+    };
+    let name = (w * share / 100).clamp(10, 44);
     let rest = w.saturating_sub(name + how + 4);
     (name, how, rest)
 }
 
 fn header(s: &State, theme: &Theme, w: usize) -> Line<'static> {
-    let (nw, hw, rw) = columns(w);
+    let (nw, hw, rw) = columns(s.section, w);
     let (a, b, c) = match s.section {
         Section::Customers => (
             "Customer",
@@ -431,7 +436,7 @@ fn list(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: Rect) 
     }
     offset = offset.min(rows.len().saturating_sub(height));
     offset_cell.set(offset);
-    let (nw, hw, rw) = columns(w);
+    let (nw, hw, rw) = columns(s.section, w);
     for (n, row) in rows.iter().skip(offset).take(height).enumerate() {
         let (name, how, target, attention) = row_cells(s, setup, *row);
         let on = offset + n == cursor;
@@ -625,7 +630,11 @@ fn detail(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: Rect
                     reason,
                 } => {
                     t.push(
-                        &format!("Linked to {name} ({record}): {}.", reason.describe()),
+                        &if *reason == MatchReason::Manual {
+                            format!("Linked by hand to {name} ({record}).")
+                        } else {
+                            format!("Linked to {name} ({record}): {}.", reason.describe())
+                        },
                         text,
                     );
                     t.push(
