@@ -13,6 +13,7 @@
 //! a result whose generation is not its current one (a stale answer never overwrites a newer).
 
 pub mod distributor;
+pub mod mapping;
 pub mod partner;
 pub mod psa;
 pub mod reconcile;
