@@ -182,10 +182,11 @@ impl State {
 
     fn set_plan(&mut self, plan: Arc<Plan>) {
         let mut groups: Vec<Group> = Vec::new();
-        let mut by_tenant: HashMap<&str, usize> = HashMap::new();
+        // Tenant ids are GUIDs: compared without case, as the engine does.
+        let mut by_tenant: HashMap<String, usize> = HashMap::new();
         for (i, w) in plan.writes.iter().enumerate() {
             let g = *by_tenant
-                .entry(w.customer_tenant_id.as_str())
+                .entry(w.customer_tenant_id.to_ascii_lowercase())
                 .or_insert_with(|| {
                     groups.push(Group {
                         tenant_id: w.customer_tenant_id.clone(),
@@ -225,13 +226,13 @@ impl State {
             return Selection::default();
         };
         let mut sel = Selection::default();
-        let mut customers: BTreeSet<&str> = BTreeSet::new();
+        let mut customers: BTreeSet<String> = BTreeSet::new();
         for (i, w) in plan.writes.iter().enumerate() {
             if !self.selected.get(i).copied().unwrap_or(false) {
                 continue;
             }
             sel.writes.push(i);
-            customers.insert(w.customer_tenant_id.as_str());
+            customers.insert(w.customer_tenant_id.to_ascii_lowercase());
             sel.monthly_change += w.monthly_change;
             if w.needs_confirmation() {
                 sel.cautioned.push(i);
@@ -247,7 +248,7 @@ impl State {
         writes
             .iter()
             .filter_map(|i| plan.writes.get(*i))
-            .map(|w| w.customer_tenant_id.as_str())
+            .map(|w| w.customer_tenant_id.to_ascii_lowercase())
             .collect::<BTreeSet<_>>()
             .len()
     }

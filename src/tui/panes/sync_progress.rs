@@ -112,7 +112,7 @@ impl ApplyView {
             };
             let at = *v
                 .by_tenant
-                .entry(w.customer_tenant_id.clone())
+                .entry(w.customer_tenant_id.to_ascii_lowercase())
                 .or_insert_with(|| {
                     v.customers.push(CustomerRow {
                         tenant_id: w.customer_tenant_id.clone(),
@@ -170,7 +170,7 @@ impl ApplyView {
 
     fn customer_name(&self, tenant: &str) -> String {
         self.by_tenant
-            .get(tenant)
+            .get(&tenant.to_ascii_lowercase())
             .and_then(|i| self.customers.get(*i))
             .map(|c| c.name.clone())
             .unwrap_or_else(|| tenant.to_string())
@@ -195,14 +195,14 @@ impl ApplyView {
                 )
             }
             ApplyEvent::Customer { tenant_id, state } => {
-                let i = match self.by_tenant.get(tenant_id) {
+                let i = match self.by_tenant.get(&tenant_id.to_ascii_lowercase()) {
                     Some(i) => *i,
                     None => {
                         // A customer the selection did not list (the engine knows best).
                         let name = plan
                             .writes
                             .iter()
-                            .find(|w| &w.customer_tenant_id == tenant_id)
+                            .find(|w| w.customer_tenant_id.eq_ignore_ascii_case(tenant_id))
                             .map(|w| w.customer_name.clone())
                             .unwrap_or_else(|| tenant_id.clone());
                         self.customers.push(CustomerRow {
@@ -214,7 +214,7 @@ impl ApplyView {
                             failed: 0,
                         });
                         self.by_tenant
-                            .insert(tenant_id.clone(), self.customers.len() - 1);
+                            .insert(tenant_id.to_ascii_lowercase(), self.customers.len() - 1);
                         self.customers.len() - 1
                     }
                 };
@@ -292,7 +292,7 @@ impl ApplyView {
         if let Some(w) = plan.writes.get(index)
             && let Some(c) = self
                 .by_tenant
-                .get(&w.customer_tenant_id)
+                .get(&w.customer_tenant_id.to_ascii_lowercase())
                 .and_then(|i| self.customers.get_mut(*i))
         {
             c.finished += 1;
