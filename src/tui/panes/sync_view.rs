@@ -730,10 +730,14 @@ fn confirm(
     }
     lines.push(Line::from(""));
     lines.push(Line::from(Span::styled(
-        format!(
-            "{} of them need your explicit confirmation:",
-            sel.cautioned.len()
-        ),
+        if sel.cautioned.len() == 1 {
+            "1 of them needs your explicit confirmation:".to_string()
+        } else {
+            format!(
+                "{} of them need your explicit confirmation:",
+                sel.cautioned.len()
+            )
+        },
         theme.warn(),
     )));
     for i in sel.cautioned.iter().take(CAUTIONS_LISTED) {
@@ -767,7 +771,7 @@ fn confirm(
     lines.push(Line::from(""));
     lines.push(Line::from(format!(
         "Type yes and press Enter to apply all {}.",
-        sel.writes.len()
+        plural(sel.writes.len(), "write")
     )));
     lines.push(Line::from(format!(
         "Enter alone applies the other {} (for {}) and leaves these out.",
@@ -851,7 +855,13 @@ fn progress(s: &State, a: &ApplyView, plan: &Plan, theme: &Theme, frame: &mut Fr
         Paragraph::new(Span::styled(cell(&head, status.width, false), head_style)),
         status,
     );
-    let hint_line = if done {
+    let hint_line = if done && a.counts.done + a.counts.already_done == 0 {
+        Line::from(vec![
+            Span::raw("Nothing was written. "),
+            Span::styled("r", theme.key()),
+            Span::raw(" plans again."),
+        ])
+    } else if done {
         Line::from(vec![
             Span::raw("Reconcile should now show these lines in line: press "),
             Span::styled("R", theme.key()),
@@ -1079,9 +1089,9 @@ fn log(s: &State, a: &ApplyView, theme: &Theme, frame: &mut Frame, area: Rect) {
     let end = n.saturating_sub(up);
     let start = end.saturating_sub(rows);
     let title = if up > 0 {
-        format!("Log ({n} lines; {up} newer below, End follows)")
+        format!("Log ({}; {up} newer below, End follows)", plural(n, "line"))
     } else {
-        format!("Log ({n} lines, newest last)")
+        format!("Log ({}, newest last)", plural(n, "line"))
     };
     let mut out = vec![Line::from(Span::styled(
         cell(&title, area.width, false),
