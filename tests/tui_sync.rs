@@ -1317,3 +1317,189 @@ async fn run_reads_the_audit_log() {
         other => panic!("expected the log, got {other:?}"),
     }
 }
+
+// ----- terminal output while the progress view runs ---------------------------------------------
+
+/// A 1,000-customer apply simulated at 10 updates a second (10 customers at a time, 0.4 s a
+/// write), each update drawn by ratatui into a crossterm backend as the app draws (colours on,
+/// synchronized updates): the bytes a terminal would receive each second stay ≤ 4 KB.
+#[test]
+fn the_progress_view_sends_little_to_the_terminal() {
+    use crossterm::terminal::{BeginSynchronizedUpdate, EndSynchronizedUpdate};
+    use crossterm::{execute, queue};
+    use ratatui::Terminal;
+    use ratatui::backend::CrosstermBackend;
+
+    let base = sample_plan();
+    let customers = 1_000;
+    let writes: Vec<Write> = (0..customers * 2)
+        .map(|i| {
+            let mut w = base.writes[if i % 2 == 0 { 0 } else { 4 }].clone();
+            w.customer_tenant_id = format!("{:08x}-0000-4000-8000-{:012x}", i / 2, i / 2);
+            w.customer_name = format!("Customer {:04} Pty Ltd", i / 2);
+            w.key = format!("k{i}");
+            w
+        })
+        .collect();
+    let plan = Plan {
+        writes,
+        skipped: Vec::new(),
+        ..base
+    };
+    for (cols, rows) in SIZES {
+        let mut app = planned(setup(), plan.clone());
+        send(&mut app, key(KeyCode::Char('a')));
+        let (generation, selected, _) = apply_cmd_any(send(&mut app, key(KeyCode::Char('y'))));
+        assert_eq!(selected.len(), customers * 2);
+        let theme = cspsync::tui::theme::Theme::new(true);
+        let bytes = Counter::default();
+        let mut term = Terminal::with_options(
+            CrosstermBackend::new(bytes.clone()),
+            ratatui::TerminalOptions {
+                viewport: ratatui::Viewport::Fixed(ratatui::layout::Rect::new(0, 0, cols, rows)),
+            },
+        )
+        .unwrap();
+        let draw = |app: &App, term: &mut Terminal<CrosstermBackend<Counter>>| {
+            queue!(term.backend_mut(), BeginSynchronizedUpdate).unwrap();
+            term.draw(|f| cspsync::tui::render::draw(app, &theme, f))
+                .unwrap();
+            execute!(term.backend_mut(), EndSynchronizedUpdate).unwrap();
+        };
+        draw(&app, &mut term);
+        assert_eq!(term.get_frame().area().width, cols);
+        // 10 customers at a time; each write 0.4 s.
+        let mut next = 0usize;
+        let mut slots: Vec<Option<(usize, usize, u32)>> = vec![None; 10];
+        let mut tick = 0i64;
+        let mut finished = 0usize;
+        let mut per_second: Vec<usize> = Vec::new();
+        let mut events = vec![ApplyEvent::Started {
+            at: t0(),
+            writes: customers * 2,
+            customers,
+        }];
+        while finished < customers * 2 {
+            tick += 1;
+            let at = t0() + Duration::milliseconds(tick * 100);
+            for slot in &mut slots {
+                if slot.is_none() && next < customers {
+                    *slot = Some((next, 0, 4));
+                    events.push(ApplyEvent::Customer {
+                        tenant_id: plan.writes[next * 2].customer_tenant_id.clone(),
+                        state: CustomerState::Running,
+                    });
+                    next += 1;
+                }
+                if let Some((c, w, left)) = slot {
+                    *left -= 1;
+                    if *left == 0 {
+                        let index = *c * 2 + *w;
+                        events.push(ApplyEvent::Write {
+                            at,
+                            index,
+                            key: format!("k{index}"),
+                            outcome: Outcome::Done {
+                                id: index.to_string(),
+                            },
+                        });
+                        finished += 1;
+                        if *w == 1 {
+                            events.push(ApplyEvent::Customer {
+                                tenant_id: plan.writes[index].customer_tenant_id.clone(),
+                                state: CustomerState::Done,
+                            });
+                            *slot = None;
+                        } else {
+                            *w = 1;
+                            *left = 4;
+                        }
+                    }
+                }
+            }
+            if finished == customers * 2 {
+                events.push(ApplyEvent::Finished {
+                    at,
+                    done: finished,
+                    already_done: 0,
+                    failed: 0,
+                    skipped: 0,
+                    cancelled: false,
+                });
+            }
+            let before = bytes.get();
+            send(
+                &mut app,
+                Msg::Sync(sync::Msg::Applying {
+                    generation,
+                    events: std::mem::take(&mut events),
+                    progress: ApplyProgress {
+                        total: customers * 2,
+                        finished,
+                        failed: 0,
+                        started_at: Some(t0()),
+                    },
+                    now: at,
+                }),
+            );
+            draw(&app, &mut term);
+            let second = usize::try_from((tick - 1) / 10).unwrap();
+            if per_second.len() <= second {
+                per_second.push(0);
+            }
+            per_second[second] += bytes.get() - before;
+        }
+        assert_eq!(app.sync.phase, Phase::Done);
+        // The last second holds the summary's redraw; the first two fill the empty panels.
+        let running = &per_second[..per_second.len() - 1];
+        let mut sorted = running.to_vec();
+        sorted.sort_unstable();
+        let median = sorted[sorted.len() / 2];
+        let steady = running[2..].iter().copied().max().unwrap();
+        println!(
+            "{cols}x{rows}: {} s of progress, bytes/s median {median}, max after the first 2 s {steady}: {running:?}",
+            running.len()
+        );
+        assert!(
+            median <= 4_096,
+            "{cols}x{rows}: median {median} B/s: {running:?}"
+        );
+        assert!(steady <= 4_096, "{cols}x{rows}: {steady} B/s: {running:?}");
+    }
+}
+
+/// A terminal that counts the bytes it receives.
+#[derive(Clone, Default)]
+struct Counter(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Counter {
+    fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .fetch_add(buf.len(), std::sync::atomic::Ordering::Relaxed);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The apply command, whatever was selected.
+fn apply_cmd_any(fx: Vec<Effect>) -> (u64, Vec<usize>, bool) {
+    match fx.as_slice() {
+        [
+            Effect::Sync(Cmd::Apply {
+                generation,
+                selected,
+                confirm_cautions,
+                ..
+            }),
+        ] => (*generation, selected.clone(), *confirm_cautions),
+        other => panic!("expected an apply command, got {other:?}"),
+    }
+}

@@ -221,9 +221,13 @@ impl ApplyView {
                 if let Some(c) = self.customers.get_mut(i) {
                     c.state = *state;
                 }
-                // Queued and running are on the customer list; the log keeps what ended.
+                // The customer list shows every state; the log keeps what went wrong (a
+                // customer done is its writes' lines already, and fewer kinds of lines
+                // scroll with fewer changed cells).
                 match state {
-                    CustomerState::Queued | CustomerState::Running => return,
+                    CustomerState::Queued | CustomerState::Running | CustomerState::Done => {
+                        return;
+                    }
                     _ => format!(
                         "{} {}: {state}",
                         self.last_at.map(clock).unwrap_or_else(|| "--:--:--".into()),
