@@ -19,7 +19,7 @@ use cspsync::domain::{
     Billing, Explanation, Field, ImpactPart, Line, Mapping, MatchReason, PsaCustomerRef, PsaLink,
     PsaProductRef, Reconciliation, SourceRecord, Status, Suggestion, Summary, Term,
 };
-use cspsync::engine::fetch::FetchProgress;
+use cspsync::engine::fetch::{self, FetchEvent, FetchProgress, LiveFetch};
 use cspsync::sim::FaultSpec;
 use cspsync::tui::app::{App, Effect, Msg, Setup, Tab};
 use cspsync::tui::panes::Step;
@@ -1140,4 +1140,330 @@ async fn run_without_a_setup_says_what_to_do() {
         }
         other => panic!("unexpected {other:?}"),
     }
+}
+
+// ----- partial reconciliations against generated worlds ---------------------------------------
+
+fn lower(s: &str) -> String {
+    s.to_ascii_lowercase()
+}
+
+/// Fetch a generated world with a listener, then replay the events: at every stage the
+/// partial reconciliation has exactly the final lines of the customers in — the same counts,
+/// statuses, money and explanations — and nothing for the customers still to come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_reconciliation_is_the_final_one_restricted_to_the_customers_in() {
+    use cspsync::demo::PsaKind;
+    use cspsync::domain::{self, Options};
+    let today = Utc::now().date_naive();
+    for (seed, psa) in [
+        (3, PsaKind::ConnectWise),
+        (4, PsaKind::Autotask),
+        (5, PsaKind::Xero),
+    ] {
+        let mut w = cspsync::sim::generate::generate(&cspsync::sim::generate::GenOptions::new(
+            60, seed, today,
+        ));
+        w.app.device_code_interval_secs = 1;
+        // A tenant only Dicker Data knows (Partner Center does not list it): its line shows
+        // once the customer list is complete, never before.
+        let mut stray = w.dicker_data.subscriptions[0].clone();
+        stray.tenant_id = "0d0d0d0d-1111-4222-8333-444444444444".into();
+        stray.company_name = "STRAY TENANT PTY LTD".into();
+        stray.subscription_reference = "5A5A5A5A".into();
+        stray.subscription_id = "9e9e9e9e-0000-4000-8000-000000000001".into();
+        stray.status = "ACTIVE".into();
+        w.dicker_data.subscriptions.push(stray);
+        let sim = cspsync::sim::start(
+            w.clone(),
+            FaultSpec::default(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let sources = cspsync::demo::connect(&sim, &w, psa).await.unwrap();
+        let (ptx, _prx) = tokio::sync::watch::channel(FetchProgress::default());
+        let (etx, mut erx) = mpsc::unbounded_channel();
+        let snap = fetch::fetch_streaming(&sources, &ptx, Some(&etx))
+            .await
+            .unwrap();
+        drop(etx);
+        let mut events = Vec::new();
+        while let Some(e) = erx.recv().await {
+            events.push(e);
+        }
+        let customers = events
+            .iter()
+            .filter(|e| matches!(e, FetchEvent::Customer(_)))
+            .count();
+        assert_eq!(customers, snap.customers.len(), "one event per customer");
+        let opts = Options {
+            now: Some(snap.finished),
+            ..Options::default()
+        };
+        let full = domain::reconcile(&snap, &opts).unwrap();
+        assert!(full.summary.mismatched > 0, "the world has mismatches");
+        // Customers Partner Center does not list (known from Dicker Data only).
+        let dd_only: std::collections::BTreeSet<String> = full
+            .mapping
+            .customers
+            .iter()
+            .filter(|c| !c.at_microsoft)
+            .map(|c| lower(&c.tenant_id))
+            .collect();
+
+        assert_eq!(dd_only.len(), 1, "the stray tenant");
+        for listing in [true, false] {
+            let mut live = LiveFetch::new(snap.started);
+            let mut checked = 0;
+            let mut fetched = 0;
+            for e in &events {
+                if !listing && matches!(e, FetchEvent::ListingDone) {
+                    continue;
+                }
+                if matches!(e, FetchEvent::Customer(_)) {
+                    fetched += 1;
+                }
+                live.apply(e.clone());
+                // Before Dicker Data and the PSA are in there is nothing to reconcile.
+                let Some(p) = live.partial(snap.finished) else {
+                    continue;
+                };
+                if fetched % 9 != 1 && fetched != customers {
+                    continue;
+                }
+                assert_eq!(p.listing_complete, listing);
+                let part = domain::reconcile_partial(&p, &opts).unwrap();
+                let done: std::collections::BTreeSet<String> = p
+                    .snapshot
+                    .customers
+                    .iter()
+                    .map(|c| lower(&c.customer.id))
+                    .collect();
+                let expected: Vec<&Line> = full
+                    .lines
+                    .iter()
+                    .filter(|l| {
+                        let t = lower(&l.customer_tenant_id);
+                        done.contains(&t) || (listing && dd_only.contains(&t))
+                    })
+                    .collect();
+                let got: Vec<&Line> = part.lines.iter().collect();
+                assert_eq!(
+                    got.len(),
+                    expected.len(),
+                    "{psa:?} listing {listing}, {} customers in",
+                    done.len()
+                );
+                for (g, x) in got.iter().zip(&expected) {
+                    assert_eq!(g, x, "{psa:?}: a line differs from the final one");
+                }
+                if listing {
+                    // The mapping already sees every customer listed.
+                    assert_eq!(
+                        part.summary.unmapped_customers,
+                        full.summary.unmapped_customers
+                    );
+                }
+                checked += 1;
+            }
+            assert!(checked >= 3, "{psa:?}: {checked} stages checked");
+        }
+        // Everything in and the listing complete: the partial is the final reconciliation.
+        let mut live = LiveFetch::new(snap.started);
+        for e in events {
+            live.apply(e);
+        }
+        let p = live.partial(snap.finished).unwrap();
+        assert!(p.pending.is_empty());
+        let part = domain::reconcile_partial(&p, &opts).unwrap();
+        assert_eq!(part.lines, full.lines);
+        assert_eq!(part.summary, full.summary);
+    }
+}
+
+/// The run against a world with latency: the lines arrive in partial results before the final
+/// one, at most four a second, each line already as the end shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_sends_the_lines_so_far_while_it_fetches() {
+    let today = Utc::now().date_naive();
+    let mut world =
+        cspsync::sim::generate::generate(&cspsync::sim::generate::GenOptions::new(80, 9, today));
+    world.app.device_code_interval_secs = 1;
+    let sim = cspsync::sim::start(
+        world.clone(),
+        FaultSpec::parse("latency=25ms").unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let urls = sim.urls();
+    let mut setup = cspsync::run::demo_setup(&world, &urls).unwrap();
+    setup.settings.psa.kind = PsaKindSetting::ConnectWise;
+    let session = cspsync::demo::sign_in_microsoft(&sim, &world)
+        .await
+        .unwrap();
+    setup.secrets.microsoft_refresh_token = Some(session.refresh_token().secret().to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Services::new(
+        Context::with_endpoints(Endpoints::from_sim(&urls).unwrap()),
+        ConfigDir {
+            dir: dir.path().to_path_buf(),
+        },
+        None,
+    );
+    let (tx, mut rx) = mpsc::channel(100_000);
+    let cmd = Cmd::Run {
+        generation: 7,
+        setup: Box::new(setup),
+    };
+    let t0 = Instant::now();
+    tokio::time::timeout(
+        Duration::from_secs(240),
+        reconcile::run(cmd, Arc::new(svc), tx),
+    )
+    .await
+    .expect("the run finishes");
+    let took = t0.elapsed();
+    let mut partials: Vec<Arc<Reconciliation>> = Vec::new();
+    let mut finished = None;
+    while let Ok(m) = rx.try_recv() {
+        match m {
+            Msg::Reconcile(reconcile::Msg::Partial { generation, result }) => {
+                assert_eq!(generation, 7);
+                assert!(finished.is_none(), "no partial after the final result");
+                partials.push(result);
+            }
+            Msg::Reconcile(reconcile::Msg::Finished { result, .. }) => finished = Some(result),
+            _ => {}
+        }
+    }
+    let full = finished.expect("a result").expect("the run succeeds");
+    assert!(!partials.is_empty(), "lines arrived before the end");
+    let most = (took.as_secs_f64() * 4.0).ceil() as usize + 1;
+    assert!(
+        partials.len() <= most,
+        "{} partials in {took:?}: at most 4 a second",
+        partials.len()
+    );
+    let key = |l: &Line| {
+        (
+            l.customer_tenant_id.clone(),
+            l.product_id.clone(),
+            l.term,
+            l.billing,
+        )
+    };
+    let finals: BTreeMap<_, &Line> = full.lines.iter().map(|l| (key(l), l)).collect();
+    let mut last = 0;
+    for p in &partials {
+        assert!(p.lines.len() >= last, "lines only ever arrive");
+        last = p.lines.len();
+        for l in &p.lines {
+            let f = finals.get(&key(l)).unwrap_or_else(|| {
+                panic!(
+                    "{} {} is not in the final result",
+                    l.customer_name, l.product_name
+                )
+            });
+            assert_eq!(
+                (
+                    &l.statuses,
+                    l.distributor_qty,
+                    l.microsoft_qty,
+                    l.assigned,
+                    l.psa_qty
+                ),
+                (
+                    &f.statuses,
+                    f.distributor_qty,
+                    f.microsoft_qty,
+                    f.assigned,
+                    f.psa_qty
+                ),
+                "{} {}: no mismatch invented",
+                l.customer_name,
+                l.product_name
+            );
+        }
+    }
+    assert!(
+        partials.first().unwrap().lines.len() < full.lines.len(),
+        "the first partial has only some of the lines"
+    );
+}
+
+/// The manual mapping decisions saved in the settings are used by the tab's run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_uses_the_saved_mapping_decisions() {
+    use cspsync::domain::{CustomerOverride, PsaCustomerRef};
+    let env = cspsync::tui::testing::SimEnv::start(
+        cspsync::sim::generate::demo(Utc::now().date_naive()),
+        true,
+    )
+    .await;
+    let mut setup = env.setup.clone();
+    setup.settings.psa.kind = PsaKindSetting::ConnectWise;
+    // The demo's unmapped customer, linked by hand to the company the suggestion names.
+    let redgum = env
+        .world
+        .customers
+        .iter()
+        .find(|c| c.company_name.starts_with("Redgum Wealth"))
+        .unwrap()
+        .tenant_id
+        .clone();
+    let city = env
+        .world
+        .connectwise
+        .companies
+        .iter()
+        .find(|c| c.name == "City Wealth")
+        .unwrap()
+        .id;
+    setup.settings.mapping.customers = vec![CustomerOverride {
+        tenant_id: redgum.clone(),
+        psa: Some(PsaCustomerRef::ConnectwiseCompany(city)),
+    }];
+    let (tx, mut rx) = mpsc::channel(100_000);
+    reconcile::run(
+        Cmd::Run {
+            generation: 1,
+            setup: Box::new(setup),
+        },
+        env.svc.clone(),
+        tx,
+    )
+    .await;
+    let mut result = None;
+    while let Ok(m) = rx.try_recv() {
+        if let Msg::Reconcile(reconcile::Msg::Finished { result: r, .. }) = m {
+            result = Some(r.unwrap());
+        }
+    }
+    let r = result.expect("a result");
+    let link = r
+        .mapping
+        .customers
+        .iter()
+        .find(|c| c.tenant_id == redgum)
+        .unwrap();
+    assert!(
+        matches!(
+            &link.psa,
+            PsaLink::Mapped {
+                reason: MatchReason::Manual,
+                ..
+            }
+        ),
+        "{:?}",
+        link.psa
+    );
+    assert_eq!(r.summary.unmapped_customers, 0);
+    assert!(
+        r.lines
+            .iter()
+            .filter(|l| l.customer_tenant_id == redgum)
+            .all(|l| !l.has(Status::UnmappedCustomer))
+    );
 }

@@ -297,11 +297,20 @@ impl LiveFetch {
             .filter(|c| !done.contains(c.id.as_str()))
             .cloned()
             .collect();
+        // In listing order, as the final snapshot has them.
+        let position: std::collections::HashMap<&str, usize> = self
+            .listed
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.as_str(), i))
+            .collect();
+        let mut customers: Vec<&CustomerFetch> = self.customers.iter().collect();
+        customers.sort_by_key(|c| position.get(c.tenant_id()).copied().unwrap_or(usize::MAX));
         Some(PartialSnapshot {
             snapshot: Snapshot {
                 started: self.started,
                 finished: at,
-                customers: self.customers.clone(),
+                customers: customers.into_iter().cloned().collect(),
                 // Not read by the reconciliation: each customer's Graph result already says
                 // whether GDAP let cspsync in.
                 gdap: Ok(Vec::new()),
