@@ -103,6 +103,8 @@ pub struct State {
     pub result: Option<Arc<Reconciliation>>,
     /// `result` is a partial reconciliation of a run still fetching.
     pub partial: bool,
+    /// Customers whose data the partial result has.
+    pub partial_customers: usize,
     /// The last complete result (shown again if a new run fails).
     pub complete: Option<Arc<Reconciliation>>,
     /// Sort and filter keys of `result`.
@@ -290,6 +292,8 @@ pub enum Msg {
     Partial {
         generation: u64,
         result: Arc<Reconciliation>,
+        /// Customers whose Microsoft data is in it.
+        customers: usize,
     },
     Finished {
         generation: u64,
@@ -443,7 +447,12 @@ pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
             s.phase = Phase::Running(progress);
             Vec::new()
         }
-        Msg::Partial { generation, result } if generation == s.generation && s.running() => {
+        Msg::Partial {
+            generation,
+            result,
+            customers,
+        } if generation == s.generation && s.running() => {
+            s.partial_customers = customers;
             s.set_result(result, true);
             Vec::new()
         }

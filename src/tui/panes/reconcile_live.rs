@@ -124,7 +124,8 @@ async fn live_fill(
     let mut prices: Option<JoinHandle<PriceBook>> = None;
     let mut asked = false;
     let mut book = PriceBook::default();
-    let mut reconciling: Option<JoinHandle<Option<Reconciliation>>> = None;
+    // A partial reconciliation under way, and how many customers it has.
+    let mut reconciling: Option<JoinHandle<Option<(Reconciliation, usize)>>> = None;
     let mut dirty = false;
     let mut tick = tokio::time::interval(LIVE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -165,11 +166,12 @@ async fn live_fill(
             }
             r = joined(&mut reconciling), if reconciling.is_some() => {
                 reconciling = None;
-                if let Ok(Some(result)) = r {
+                if let Ok(Some((result, customers))) = r {
                     let _ = tx
                         .send(app::Msg::Reconcile(Msg::Partial {
                             generation,
                             result: std::sync::Arc::new(result),
+                            customers,
                         }))
                         .await;
                 }
@@ -182,8 +184,11 @@ async fn live_fill(
                         prices: book.clone(),
                         now: None,
                     };
+                    let customers = p.snapshot.customers.len();
                     reconciling = Some(tokio::task::spawn_blocking(move || {
-                        crate::domain::reconcile_partial(&p, &opts).ok()
+                        crate::domain::reconcile_partial(&p, &opts)
+                            .ok()
+                            .map(|r| (r, customers))
                     }));
                 }
             }

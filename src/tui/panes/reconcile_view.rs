@@ -221,10 +221,11 @@ fn wrap_words(text: &str, width: usize, max_rows: usize) -> Vec<String> {
 }
 
 fn partial_headline(s: &State, sum: &Summary) -> String {
+    // The customers this result has (the gauge may already count more).
     let from = match &s.phase {
         Phase::Running(p) => format!(
             " from {} of {} customers",
-            p.customers_done, p.customers_found
+            s.partial_customers, p.customers_found
         ),
         _ => String::new(),
     };
