@@ -315,15 +315,19 @@ fn line_label(l: &Line) -> String {
 fn verdict(l: &Line, psa: Api) -> Verdict {
     let differs = target(l) != current(l);
     if l.has(Status::UnmappedProduct) {
-        if !differs && l.stock_code.is_some() {
+        if !differs {
             return Verdict::InLine;
         }
-        return Verdict::Skip(match &l.stock_code {
-            None => "the product cannot be identified (its Partner Center offer or Dicker Data stock code is not understood), so no PSA write is planned for it".to_string(),
-            Some(code) => format!(
-                "{} charges the customer under a product without a stock code that may be these seats: map that product to {code} first",
-                psa.display_name()
-            ),
+        // The reconciliation suggests the PSA records that may be these seats when the PSA
+        // charges the customer under products without a stock code.
+        return Verdict::Skip(if l.suggestions.is_empty() {
+            "the product cannot be identified (its Partner Center offer or Dicker Data stock code is not understood), so no PSA write is planned for it".to_string()
+        } else {
+            format!(
+                "{} charges the customer under a product without a stock code that may be these seats: map that product to {} first",
+                psa.display_name(),
+                l.stock_code.as_deref().unwrap_or(&l.product_id)
+            )
         });
     }
     match &l.stock_code {
@@ -378,7 +382,7 @@ fn q(d: Decimal) -> String {
 /// The plan being built.
 #[derive(Default)]
 struct Out {
-    /// Per customer (tenant, lower case) in customer order: its writes in apply order.
+    /// Customer by customer, each customer's in apply order.
     writes: Vec<Write>,
     skipped: Vec<Skipped>,
 }
@@ -1279,13 +1283,7 @@ fn xero_is_live(i: &xe::Invoice) -> bool {
 }
 
 /// "Latest" as the reconciliation orders invoices (domain::psa): date, last update, number.
-fn latest_key(
-    i: &xe::Invoice,
-) -> (
-    Option<NaiveDate>,
-    Option<chrono::DateTime<chrono::Utc>>,
-    String,
-) {
+fn latest_key(i: &xe::Invoice) -> LatestKey {
     (
         i.date,
         i.updated_date_utc,
