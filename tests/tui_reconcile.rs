@@ -142,6 +142,7 @@ fn recon(lines: Vec<Line>) -> Reconciliation {
             products: Vec::new(),
             stock_codes_without_psa_product: 0,
             unmapped_psa_products: Vec::new(),
+            psa_records: Vec::new(),
             unclaimed_psa_customers: Vec::new(),
             notes: Vec::new(),
         },

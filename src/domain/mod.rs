@@ -12,6 +12,8 @@ pub mod mapping;
 pub mod model;
 pub mod names;
 pub mod partial;
+pub mod plan;
+pub mod plan_export;
 pub(crate) mod psa;
 pub mod reconcile;
 pub mod sync;

@@ -1311,6 +1311,7 @@ impl<'a> Run<'a> {
             unmapped_psa_products,
             unclaimed_psa_customers,
             notes: self.view.map(|v| v.notes.clone()).unwrap_or_default(),
+            psa_records: mapping::psa_records(self.view),
         };
         let mut by_status: BTreeMap<Status, usize> = Status::ALL.iter().map(|s| (*s, 0)).collect();
         for l in &lines {
