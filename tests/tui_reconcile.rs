@@ -1483,3 +1483,41 @@ async fn the_run_uses_the_saved_mapping_decisions() {
             .all(|l| !l.has(Status::UnmappedCustomer))
     );
 }
+
+// ----- the Mapping view, opened from the table ---------------------------------------------
+
+#[test]
+fn m_opens_the_mapping_view_and_an_accepted_suggestion_is_saved_and_reconciled_again() {
+    let mut app = ran(Ok(rich_sample()));
+    assert!(screen(&app, 80, 24).contains("m mapping"));
+    send(&mut app, key(KeyCode::Char('m')));
+    let s = screen(&app, 120, 40);
+    assert!(s.contains("Redgum Wealth"), "{s}");
+    assert!(s.contains("City Wealth"), "{s}");
+    // The view has the keys: a digit picks a suggestion there (7: none), never a tab.
+    let fx = send(&mut app, key(KeyCode::Char('7')));
+    assert_eq!(app.tab, Tab::Reconcile);
+    assert!(fx.is_empty(), "{fx:?}");
+    // The unmapped customer is listed first; `a` accepts its top suggestion.
+    let fx = send(&mut app, key(KeyCode::Char('a')));
+    assert!(
+        fx.iter().any(|e| matches!(e, Effect::Save(_))),
+        "the decision is saved: {fx:?}"
+    );
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Reconcile(Cmd::Run { .. }))),
+        "and the reconciliation runs again: {fx:?}"
+    );
+    let saved = &app.setup.settings.mapping.customers;
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert_eq!(saved[0].tenant_id, tenant("Redgum Wealth"));
+    assert_eq!(saved[0].psa, Some(PsaCustomerRef::ConnectwiseCompany(512)));
+    // Esc (twice at most: a filter first) closes the view; the table is back.
+    send(&mut app, key(KeyCode::Esc));
+    if app.reconcile.mapping.is_some() {
+        send(&mut app, key(KeyCode::Esc));
+    }
+    assert!(app.reconcile.mapping.is_none());
+    assert!(screen(&app, 80, 24).contains("unmapped:"));
+}

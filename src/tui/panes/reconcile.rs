@@ -6,8 +6,10 @@
 //!
 //! Keys: Enter/r run (Enter on a line: detail); ↑/↓ j/k PgUp/PgDn Home/End move; `a` shows or
 //! hides in-line lines; `s` cycles the sort column, `S` reverses; `/` filters by customer,
-//! product or status as you type (Enter keeps it, Esc clears it); `e` exports CSV, `E` JSON
-//! to the data directory; Esc closes the detail.
+//! product or status as you type (Enter keeps it, Esc clears it); `g` groups by customer;
+//! `m` opens the Mapping view (`panes::mapping`: accept suggestions, link by hand — a saved
+//! decision runs the reconciliation again); `e` exports CSV, `E` JSON to the data directory;
+//! Esc closes the detail.
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
@@ -134,6 +136,8 @@ pub struct State {
     pub detail_scroll: u16,
     /// The outcome of the last export (path, or error).
     pub note: Option<(String, bool)>,
+    /// The Mapping view (`m`), open over the table.
+    pub mapping: Option<super::mapping::State>,
 }
 
 /// What the cursor is on, kept across a rebuild or a new result.
@@ -337,6 +341,28 @@ pub fn on_key(s: &mut State, setup: &mut Setup, key: KeyEvent) -> Vec<Effect> {
     if key.kind == KeyEventKind::Release {
         return Vec::new();
     }
+    if let Some(m) = &mut s.mapping {
+        return match super::mapping::on_key(m, setup, key) {
+            super::mapping::Action::None => Vec::new(),
+            super::mapping::Action::Close => {
+                s.mapping = None;
+                Vec::new()
+            }
+            // A decision was saved: reconcile again so the table shows it.
+            super::mapping::Action::Changed(mut effects) => {
+                if !s.running() {
+                    effects.extend(start(s, setup));
+                }
+                effects
+            }
+        };
+    }
+    if key.code == KeyCode::Char('m') && !s.typing && s.detail.is_none() && !s.partial {
+        if let Some(r) = &s.complete {
+            s.mapping = Some(super::mapping::State::new(r.clone(), setup));
+        }
+        return Vec::new();
+    }
     if s.typing {
         match key.code {
             KeyCode::Enter => s.typing = false,
@@ -477,6 +503,9 @@ pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
             match result {
                 Ok(r) => {
                     s.phase = Phase::Done;
+                    if let Some(m) = &mut s.mapping {
+                        super::mapping::refresh(m, r.clone());
+                    }
                     s.set_result(r, false);
                 }
                 Err(e) => {
@@ -509,7 +538,8 @@ pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
 }
 
 pub fn editing(s: &State) -> bool {
-    s.typing
+    // The Mapping view has its own keys (digits, Tab, q) until Esc closes it.
+    s.typing || s.mapping.is_some()
 }
 
 pub fn unsaved(_s: &State) -> bool {
@@ -528,6 +558,9 @@ pub fn status(s: &State, _setup: &Setup) -> Step {
 }
 
 pub fn hints(s: &State) -> Vec<Hint> {
+    if let Some(m) = &s.mapping {
+        return super::mapping::hints(m);
+    }
     if s.typing {
         return vec![
             Hint::new("type", "filter"),
@@ -566,6 +599,7 @@ pub fn hints(s: &State) -> Vec<Hint> {
         h.push(Hint::new("s/S", "sort"));
         h.push(Hint::new("/", "filter"));
         if !s.partial {
+            h.push(Hint::new("m", "mapping"));
             h.push(Hint::new("e/E", "export"));
         }
     }
@@ -573,6 +607,9 @@ pub fn hints(s: &State) -> Vec<Hint> {
 }
 
 pub fn render(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: Rect) {
+    if let Some(m) = &s.mapping {
+        return super::mapping::render(m, setup, theme, frame, area);
+    }
     view::render(s, setup, theme, frame, area);
 }
 
