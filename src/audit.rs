@@ -652,4 +652,88 @@ mod tests {
         assert_eq!(c.role_changes[0].from, Role::Viewer);
         assert!(ListChanges::between(&before, &before).is_empty());
     }
+
+    fn sync_write() -> SyncWrite {
+        use crate::api::error::Api;
+        SyncWrite {
+            key: "cw:77:9012:qty:30".into(),
+            customer_tenant_id: "t-1".into(),
+            customer_name: "Contoso Ltd".into(),
+            system: Api::ConnectWise,
+            target: "addition 9012 on agreement 77".into(),
+            product: "Microsoft 365 Business Premium".into(),
+            stock_code: None,
+            before: Some(rust_decimal::Decimal::from(25)),
+            after: Some(rust_decimal::Decimal::from(30)),
+            monthly_change: rust_decimal::Decimal::new(17275, 2),
+            cautions: vec![],
+            op: Op::CwSetQuantity {
+                agreement_id: 77,
+                addition_id: 9012,
+                quantity: rust_decimal::Decimal::from(30),
+            },
+        }
+    }
+
+    #[test]
+    fn sync_writes_are_recorded_with_operator_system_entity_and_result() {
+        let (_t, d) = dir();
+        let a = Actor::new("op-oid", "olive@msp.example");
+        let mut log = Appender::open(&d).unwrap();
+        log.append(&sync_write_event(
+            &a,
+            &sync_write(),
+            &Outcome::Done { id: "9012".into() },
+        ))
+        .unwrap();
+        log.append(&sync_write_event(
+            &a,
+            &sync_write(),
+            &Outcome::Failed {
+                error: "ConnectWise Manage said: no".into(),
+            },
+        ))
+        .unwrap();
+        log.sync().unwrap();
+        let all = read(&d, None).unwrap();
+        assert_eq!(all.len(), 2);
+        let e = &all[0];
+        assert_eq!(e.action, SYNC_WRITE);
+        assert_eq!(e.actor, a);
+        assert_eq!(e.details["customer"], "Contoso Ltd");
+        assert_eq!(e.details["system"], "connectwise");
+        assert_eq!(e.details["entity_id"], "9012");
+        assert_eq!(e.details["before"], 25);
+        assert_eq!(e.details["after"], 30);
+        assert_eq!(e.details["result"], "done");
+        assert_eq!(all[1].details["result"], "failed");
+        assert_eq!(all[1].details["error"], "ConnectWise Manage said: no");
+        // The addition written is named even though the write failed.
+        assert_eq!(all[1].details["entity_id"], "9012");
+        let table = to_table(&all);
+        assert!(table.lines().count() == 3, "{table}");
+        assert!(table.contains("olive@msp.example"), "{table}");
+        assert!(
+            table.contains("connectwise · Contoso Ltd · change quantity addition 9012 on agreement 77 · 25 → 30 · done (id 9012)"),
+            "{table}"
+        );
+        assert!(table.contains("failed (id 9012): ConnectWise Manage said: no"), "{table}");
+    }
+
+    #[test]
+    fn since_takes_dates_times_and_ages() {
+        let now = DateTime::parse_from_rfc3339("2026-05-10T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |s: &str| parse_since(s, now).unwrap().to_rfc3339();
+        assert_eq!(at("7d"), "2026-05-03T12:00:00+00:00");
+        assert_eq!(at("24h"), "2026-05-09T12:00:00+00:00");
+        assert_eq!(at("30m"), "2026-05-10T11:30:00+00:00");
+        assert_eq!(at("2026-05-01"), "2026-05-01T00:00:00+00:00");
+        assert_eq!(at("2026-05-01T09:00:00+10:00"), "2026-04-30T23:00:00+00:00");
+        for bad in ["yesterday", "7x", "-3d", "", "2026-13-01"] {
+            let e = parse_since(bad, now).unwrap_err();
+            assert!(e.contains("not a time"), "{bad}: {e}");
+        }
+    }
 }

@@ -319,12 +319,20 @@ pub struct Plan {
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Outcome {
     /// Written; `id` = the PSA record written or created.
-    Done { id: String },
+    Done {
+        id: String,
+    },
     /// The journal (or the PSA) shows it already succeeded in an earlier run: not sent again.
-    AlreadyDone { id: String },
-    Failed { error: String },
+    AlreadyDone {
+        id: String,
+    },
+    Failed {
+        error: String,
+    },
     /// Not sent: cancelled, deselected, or an earlier write of the customer failed.
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
 }
 
 impl Outcome {

@@ -18,7 +18,7 @@
 //!
 //! Flushes are grouped: writers append under a short lock and one `fsync` covers every line
 //! written before it, so many customers applying at once do not queue behind each other's disk
-//! flushes. A line cut short by a crash (the last one, without its newline) is ignored on open.
+//! flushes. A line cut short by a crash (the last one, without its newline) is dropped on open.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -149,10 +149,12 @@ impl Journal {
                 path.display()
             )
         })?;
-        // A torn last line: start the next record on a line of its own.
+        // A torn last line (a crash mid-write): cut it off, so the next record starts on a
+        // line of its own and the fragment never sits between two records.
         if !text.is_empty() && !text.ends_with('\n') {
-            file.write_all(b"\n")
-                .map_err(|e| format!("cannot write the sync journal {}: {e}", path.display()))?;
+            let keep = text.rfind('\n').map_or(0, |i| i + 1);
+            file.set_len(keep as u64)
+                .map_err(|e| format!("cannot repair the sync journal {}: {e}", path.display()))?;
         }
         let sync_handle = file
             .try_clone()
