@@ -1,6 +1,6 @@
-//! The audit log (issue 4 §2): who signed in, who was refused, who changed the allowed users
-//! and their roles — append-only JSON Lines, `audit.jsonl` in the data directory
-//! ([`ConfigDir::data_dir`]).
+//! The audit log (issue 4 §2, issue 6 §4): who signed in, who was refused, who changed the
+//! allowed users and their roles, and every PSA write a sync made with its outcome —
+//! append-only JSON Lines, `audit.jsonl` in the data directory ([`ConfigDir::data_dir`]).
 //!
 //! One object per line:
 //!
@@ -22,6 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Value, json};
 
 use crate::config::{AllowedUser, ConfigDir, Role, Settings};
+use crate::domain::sync::{Op, Outcome, Write as SyncWrite};
 
 /// The file name in the data directory.
 pub const FILE: &str = "audit.jsonl";
@@ -35,6 +36,11 @@ pub const SIGN_IN_REFUSED: &str = "access.sign_in_refused";
 pub const SIGN_OUT: &str = "access.sign_out";
 /// The allowed-users list was saved (details: added, removed, role_changed).
 pub const ALLOWED_USERS_SAVED: &str = "access.allowed_users_saved";
+/// One PSA write of a sync and its outcome (details: customer, customer_tenant_id, system,
+/// entity_id, target, product, kind, key, before, after, result, and error or reason).
+pub const SYNC_WRITE: &str = "sync.write";
+/// An apply finished (details: psa, writes, done, already_done, failed, skipped, cancelled).
+pub const SYNC_APPLY: &str = "sync.apply";
 
 /// Who did it: the Entra object id and the sign-in name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -269,6 +275,268 @@ pub fn allowed_users_saved_event(
     )
 }
 
+// ---------------------------------------------------------------------------------------------
+// Sync writes (issue 6 §4)
+// ---------------------------------------------------------------------------------------------
+
+fn quantity_json(q: Option<rust_decimal::Decimal>) -> Value {
+    match q {
+        Some(d) => crate::api::connectwise::decimal_json(d),
+        None => Value::Null,
+    }
+}
+
+/// The PSA record a write is about, before it has an id of its own from the outcome.
+fn target_id(op: &Op) -> Option<String> {
+    match op {
+        Op::CwSetQuantity { addition_id, .. } | Op::CwCancelAddition { addition_id, .. } => {
+            Some(addition_id.to_string())
+        }
+        Op::AtAdjustUnits {
+            contract_service_id: Some(id),
+            ..
+        } => Some(id.to_string()),
+        Op::XeroDraft {
+            invoice_id: Some(id),
+            ..
+        } => Some(id.clone()),
+        _ => None,
+    }
+}
+
+/// The record of one write of an apply: who approved it, which customer and system, the PSA
+/// record, the quantity before and after, and what happened.
+pub fn sync_write_event(actor: &Actor, write: &SyncWrite, outcome: &Outcome) -> Event {
+    let (result, entity_id, note) = match outcome {
+        Outcome::Done { id } => ("done", Some(id.clone()), None),
+        Outcome::AlreadyDone { id } => ("already_done", Some(id.clone()), None),
+        Outcome::Failed { error } => ("failed", target_id(&write.op), Some(("error", error))),
+        Outcome::Skipped { reason } => ("skipped", target_id(&write.op), Some(("reason", reason))),
+    };
+    let mut details = json!({
+        "customer": write.customer_name,
+        "customer_tenant_id": write.customer_tenant_id,
+        "system": write.system.key(),
+        "entity_id": entity_id,
+        "target": write.target,
+        "product": write.product,
+        "kind": write.op.kind(),
+        "key": write.key,
+        "before": quantity_json(write.before),
+        "after": quantity_json(write.after),
+        "result": result,
+    });
+    if let (Some((name, text)), Value::Object(m)) = (note, &mut details) {
+        m.insert(name.to_string(), Value::String(text.clone()));
+    }
+    Event::now(actor.clone(), SYNC_WRITE, details)
+}
+
+/// An audit log held open for many records (an apply writes one per write): each record is
+/// one `write_all` of its line on a file opened for appending; [`Appender::sync`] flushes them
+/// to the disk.
+#[derive(Debug)]
+pub struct Appender {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl Appender {
+    pub fn open(dir: &ConfigDir) -> Result<Appender, String> {
+        let path = path(dir);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        let mut opts = std::fs::OpenOptions::new();
+        opts.create(true).append(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let file = opts
+            .open(&path)
+            .map_err(|e| format!("cannot open the audit log {}: {e}", path.display()))?;
+        Ok(Appender { path, file })
+    }
+
+    pub fn append(&mut self, event: &Event) -> Result<(), String> {
+        let mut line = serde_json::to_string(event)
+            .map_err(|e| format!("cannot write the audit record {}: {e}", event.action))?;
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|e| format!("cannot write the audit log {}: {e}", self.path.display()))
+    }
+
+    pub fn sync(&mut self) -> Result<(), String> {
+        self.file
+            .flush()
+            .and_then(|_| self.file.sync_data())
+            .map_err(|e| format!("cannot write the audit log {}: {e}", self.path.display()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `cspsync audit`
+// ---------------------------------------------------------------------------------------------
+
+/// `--since`: a date (`2026-05-01`, midnight UTC), an RFC 3339 time, or an age (`7d`, `24h`,
+/// `30m`) before `now`.
+pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let t = text.trim();
+    let bad = || {
+        format!(
+            "`{t}` is not a time: give a date (2026-05-01), a time (2026-05-01T09:00:00Z) or an age (7d, 24h, 30m)"
+        )
+    };
+    if let Some(unit) = t.chars().last().filter(|c| c.is_ascii_alphabetic())
+        && let Ok(n) = t[..t.len() - 1].trim().parse::<i64>()
+    {
+        let age = match unit.to_ascii_lowercase() {
+            'd' => chrono::Duration::try_days(n),
+            'h' => chrono::Duration::try_hours(n),
+            'm' => chrono::Duration::try_minutes(n),
+            _ => None,
+        }
+        .filter(|_| n >= 0)
+        .ok_or_else(bad)?;
+        return now.checked_sub_signed(age).ok_or_else(bad);
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return d
+            .and_hms_opt(0, 0, 0)
+            .map(|dt| dt.and_utc())
+            .ok_or_else(bad);
+    }
+    DateTime::parse_from_rfc3339(t)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|_| bad())
+}
+
+fn text_of(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// One line of what a record says, for the table.
+pub fn describe(e: &Event) -> String {
+    let d = &e.details;
+    match e.action.as_str() {
+        SYNC_WRITE => {
+            let q = |k: &str| match d.get(k) {
+                Some(Value::Null) | None => "—".to_string(),
+                Some(Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+            };
+            let mut s = format!(
+                "{} · {} · {} {} · {} → {} · {}",
+                text_of(d, "system"),
+                text_of(d, "customer"),
+                text_of(d, "kind"),
+                text_of(d, "target"),
+                q("before"),
+                q("after"),
+                text_of(d, "result")
+            );
+            let id = text_of(d, "entity_id");
+            if !id.is_empty() {
+                s.push_str(&format!(" (id {id})"));
+            }
+            for k in ["error", "reason"] {
+                let t = text_of(d, k);
+                if !t.is_empty() {
+                    s.push_str(&format!(": {t}"));
+                }
+            }
+            s
+        }
+        SYNC_APPLY => format!(
+            "{}: {} write(s): {} done, {} already done, {} failed, {} skipped{}",
+            text_of(d, "psa"),
+            text_of(d, "writes"),
+            text_of(d, "done"),
+            text_of(d, "already_done"),
+            text_of(d, "failed"),
+            text_of(d, "skipped"),
+            if d.get("cancelled") == Some(&Value::Bool(true)) {
+                " (cancelled)"
+            } else {
+                ""
+            }
+        ),
+        ALLOWED_USERS_SAVED => {
+            let n = |k: &str| d.get(k).and_then(Value::as_array).map_or(0, Vec::len);
+            format!(
+                "{} added, {} removed, {} role(s) changed",
+                n("added"),
+                n("removed"),
+                n("role_changed")
+            )
+        }
+        _ => match d.as_object() {
+            Some(m) if !m.is_empty() => m
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => format!("{k}: {s}"),
+                    other => format!("{k}: {other}"),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => String::new(),
+        },
+    }
+}
+
+/// The records as a table for a terminal, oldest first (newest last).
+pub fn to_table(events: &[Event]) -> String {
+    let who = |e: &Event| {
+        if e.actor.name.is_empty() {
+            e.actor.oid.clone()
+        } else {
+            e.actor.name.clone()
+        }
+    };
+    let w_who = events
+        .iter()
+        .map(|e| who(e).chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(8, 40);
+    let w_action = events
+        .iter()
+        .map(|e| e.action.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let mut s = format!(
+        "{:<19}  {:<w_who$}  {:<w_action$}  details\n",
+        "time (UTC)", "operator", "action"
+    );
+    for e in events {
+        let mut name = who(e);
+        if name.chars().count() > w_who {
+            name = name
+                .chars()
+                .take(w_who.saturating_sub(1))
+                .collect::<String>()
+                + "…";
+        }
+        s.push_str(&format!(
+            "{:<19}  {:<w_who$}  {:<w_action$}  {}\n",
+            e.time.format("%Y-%m-%d %H:%M:%S"),
+            name,
+            e.action,
+            describe(e)
+        ));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,5 +651,89 @@ mod tests {
         assert_eq!(c.role_changes[0].user.oid, "b");
         assert_eq!(c.role_changes[0].from, Role::Viewer);
         assert!(ListChanges::between(&before, &before).is_empty());
+    }
+
+    fn sync_write() -> SyncWrite {
+        use crate::api::error::Api;
+        SyncWrite {
+            key: "cw:77:9012:qty:30".into(),
+            customer_tenant_id: "t-1".into(),
+            customer_name: "Contoso Ltd".into(),
+            system: Api::ConnectWise,
+            target: "addition 9012 on agreement 77".into(),
+            product: "Microsoft 365 Business Premium".into(),
+            stock_code: None,
+            before: Some(rust_decimal::Decimal::from(25)),
+            after: Some(rust_decimal::Decimal::from(30)),
+            monthly_change: rust_decimal::Decimal::new(17275, 2),
+            cautions: vec![],
+            op: Op::CwSetQuantity {
+                agreement_id: 77,
+                addition_id: 9012,
+                quantity: rust_decimal::Decimal::from(30),
+            },
+        }
+    }
+
+    #[test]
+    fn sync_writes_are_recorded_with_operator_system_entity_and_result() {
+        let (_t, d) = dir();
+        let a = Actor::new("op-oid", "olive@msp.example");
+        let mut log = Appender::open(&d).unwrap();
+        log.append(&sync_write_event(
+            &a,
+            &sync_write(),
+            &Outcome::Done { id: "9012".into() },
+        ))
+        .unwrap();
+        log.append(&sync_write_event(
+            &a,
+            &sync_write(),
+            &Outcome::Failed {
+                error: "ConnectWise Manage said: no".into(),
+            },
+        ))
+        .unwrap();
+        log.sync().unwrap();
+        let all = read(&d, None).unwrap();
+        assert_eq!(all.len(), 2);
+        let e = &all[0];
+        assert_eq!(e.action, SYNC_WRITE);
+        assert_eq!(e.actor, a);
+        assert_eq!(e.details["customer"], "Contoso Ltd");
+        assert_eq!(e.details["system"], "connectwise");
+        assert_eq!(e.details["entity_id"], "9012");
+        assert_eq!(e.details["before"], 25);
+        assert_eq!(e.details["after"], 30);
+        assert_eq!(e.details["result"], "done");
+        assert_eq!(all[1].details["result"], "failed");
+        assert_eq!(all[1].details["error"], "ConnectWise Manage said: no");
+        // The addition written is named even though the write failed.
+        assert_eq!(all[1].details["entity_id"], "9012");
+        let table = to_table(&all);
+        assert!(table.lines().count() == 3, "{table}");
+        assert!(table.contains("olive@msp.example"), "{table}");
+        assert!(
+            table.contains("connectwise · Contoso Ltd · change quantity addition 9012 on agreement 77 · 25 → 30 · done (id 9012)"),
+            "{table}"
+        );
+        assert!(table.contains("failed (id 9012): ConnectWise Manage said: no"), "{table}");
+    }
+
+    #[test]
+    fn since_takes_dates_times_and_ages() {
+        let now = DateTime::parse_from_rfc3339("2026-05-10T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |s: &str| parse_since(s, now).unwrap().to_rfc3339();
+        assert_eq!(at("7d"), "2026-05-03T12:00:00+00:00");
+        assert_eq!(at("24h"), "2026-05-09T12:00:00+00:00");
+        assert_eq!(at("30m"), "2026-05-10T11:30:00+00:00");
+        assert_eq!(at("2026-05-01"), "2026-05-01T00:00:00+00:00");
+        assert_eq!(at("2026-05-01T09:00:00+10:00"), "2026-04-30T23:00:00+00:00");
+        for bad in ["yesterday", "7x", "-3d", "", "2026-13-01"] {
+            let e = parse_since(bad, now).unwrap_err();
+            assert!(e.contains("not a time"), "{bad}: {e}");
+        }
     }
 }

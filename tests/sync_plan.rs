@@ -860,6 +860,23 @@ fn autotask_adds_a_missing_service_then_its_units() {
     assert_eq!(p.writes[1].monthly_change, money("822.50"));
     assert_converges(&p, &snap, &xero_opts());
 
+    // Interrupted after the service was added: the adjustment is planned again, same key,
+    // now naming the contract service.
+    let first = Plan {
+        writes: p.writes[..1].to_vec(),
+        ..p.clone()
+    };
+    let rest = plan_of(&apply(&first, &snap));
+    assert_eq!(keys(&rest), vec![p.writes[1].key.clone()]);
+    assert!(matches!(
+        rest.writes[0].op,
+        Op::AtAdjustUnits {
+            contract_service_id: Some(_),
+            unit_change: 25,
+            ..
+        }
+    ));
+
     // The effective date stays inside the contract's dates.
     let mut k = contract();
     k["startDate"] = json!("2026-11-05");
@@ -1055,6 +1072,13 @@ fn xero_drafts_one_invoice_and_one_bill_per_customer_for_the_period() {
     );
     // Applied: the drafts are the latest invoices, reconcile is in line, nothing is planned.
     let after = assert_converges(&p, &snap, &opts);
+    // Interrupted after the invoice: the bill alone is planned again, under the same key.
+    let first = Plan {
+        writes: p.writes[..1].to_vec(),
+        ..p.clone()
+    };
+    let rest = plan_with(&apply(&first, &snap), &opts);
+    assert_eq!(keys(&rest), vec![p.writes[1].key.clone()]);
 
     // A cspsync draft that says something else is updated, under a new key.
     let mut changed = after.clone();

@@ -44,6 +44,10 @@ const LIST_CHUNK: usize = 40;
 const MAX_PAGES: u32 = 10_000;
 /// `Idempotency-Key` is at most 128 characters (§7.3).
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+/// Invoices per `PUT/POST /Invoices` request when creating many: Xero's documentation
+/// recommends batches of 50 (requests are limited to 3.5 MB) [COMMUNITY: quoted in
+/// waynerobinson/xeroizer#286; §7.6 allows several invoices per request].
+pub const INVOICE_BATCH: usize = 50;
 
 // ---------------------------------------------------------------------------------------------
 // Dates: "\/Date(1714348800000+0000)\/" and ISO strings (§7.3)
@@ -1374,6 +1378,66 @@ impl XeroClient {
             req = req.header("idempotency-key", key).idempotent(true);
         }
         self.write_invoices(tenant, req).await
+    }
+
+    /// Create or update several invoices in one request, each on its own
+    /// (`POST /Invoices?summarizeErrors=false`, §7.6/§7.7): the answer holds one result per
+    /// invoice sent, in the order sent — the invoice, or the validation messages Xero refused
+    /// it with — so one bad invoice does not fail the others. Sent with an `Idempotency-Key`
+    /// (§7.3), which makes a resend after a lost response or a 5xx safe. An `InvoiceNumber`
+    /// that exists already for the type updates that invoice (upsert by number, §7.6).
+    pub async fn upsert_invoices_each(
+        &self,
+        tenant: &str,
+        invoices: &[NewInvoice],
+        idempotency_key: &str,
+    ) -> Result<Vec<Result<Invoice, Vec<String>>>, ApiError> {
+        check_idempotency_key(idempotency_key)?;
+        let req = self
+            .tenant_request(
+                Method::POST,
+                self.accounting_url("Invoices", &[("summarizeErrors".into(), "false".into())]),
+                tenant,
+            )
+            .header("idempotency-key", idempotency_key)
+            .json(&InvoicesBody { invoices })
+            .idempotent(true)
+            .operation("POST Invoices");
+        let op = req.operation.clone();
+        let resp = self.send(tenant, req).await?;
+        let env: InvoicesEnvelope = decode_json(Api::Xero, &op, &resp.headers, &resp.body)?;
+        if env.invoices.len() != invoices.len() {
+            return Err(ApiError::malformed(
+                Api::Xero,
+                format!(
+                    "answered {} invoice(s) for the {} sent, so it cannot be told which were saved",
+                    env.invoices.len(),
+                    invoices.len()
+                ),
+            )
+            .with_operation(op));
+        }
+        Ok(env
+            .invoices
+            .into_iter()
+            .map(|i| {
+                if i.failed() {
+                    let mut msgs: Vec<String> = i
+                        .validation_errors
+                        .iter()
+                        .filter_map(|v| v.message.as_deref())
+                        .map(|m| clean_text(m, 300))
+                        .take(10)
+                        .collect();
+                    if msgs.is_empty() {
+                        msgs.push("refused without a reason".to_string());
+                    }
+                    Err(msgs)
+                } else {
+                    Ok(i)
+                }
+            })
+            .collect())
     }
 
     async fn write_invoices(&self, tenant: &str, req: Request) -> Result<Vec<Invoice>, ApiError> {

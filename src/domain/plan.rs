@@ -315,15 +315,19 @@ fn line_label(l: &Line) -> String {
 fn verdict(l: &Line, psa: Api) -> Verdict {
     let differs = target(l) != current(l);
     if l.has(Status::UnmappedProduct) {
-        if !differs && l.stock_code.is_some() {
+        if !differs {
             return Verdict::InLine;
         }
-        return Verdict::Skip(match &l.stock_code {
-            None => "the product cannot be identified (its Partner Center offer or Dicker Data stock code is not understood), so no PSA write is planned for it".to_string(),
-            Some(code) => format!(
-                "{} charges the customer under a product without a stock code that may be these seats: map that product to {code} first",
-                psa.display_name()
-            ),
+        // The reconciliation suggests the PSA records that may be these seats when the PSA
+        // charges the customer under products without a stock code.
+        return Verdict::Skip(if l.suggestions.is_empty() {
+            "the product cannot be identified (its Partner Center offer or Dicker Data stock code is not understood), so no PSA write is planned for it".to_string()
+        } else {
+            format!(
+                "{} charges the customer under a product without a stock code that may be these seats: map that product to {} first",
+                psa.display_name(),
+                l.stock_code.as_deref().unwrap_or(&l.product_id)
+            )
         });
     }
     match &l.stock_code {
@@ -378,7 +382,7 @@ fn q(d: Decimal) -> String {
 /// The plan being built.
 #[derive(Default)]
 struct Out {
-    /// Per customer (tenant, lower case) in customer order: its writes in apply order.
+    /// Customer by customer, each customer's in apply order.
     writes: Vec<Write>,
     skipped: Vec<Skipped>,
 }
@@ -967,19 +971,25 @@ impl<'a> Autotask<'a> {
             .copied()
     }
 
-    /// The adjustment's effective date: today when prorating, else the start of the unit
-    /// record in force (the current billing period), clamped inside the contract's dates.
+    /// The adjustment's effective date: today when prorating, else the start of the current
+    /// billing period — the unit record in force, or (a service not on the contract yet) the
+    /// monthly period counted from the contract's start, as Autotask lays them out — clamped
+    /// inside the contract's dates.
     fn effective_date(
         &self,
         contract: &at::Contract,
         unit: Option<&at::ContractServiceUnit>,
     ) -> NaiveDate {
+        let today = self.ctx.today;
         let base = if self.ctx.opts.style.prorate {
-            self.ctx.today
+            today
         } else {
             unit.and_then(|u| u.start_date)
-                .filter(|s| *s <= self.ctx.today)
-                .unwrap_or_else(|| first_of_month(self.ctx.today))
+                .filter(|s| *s <= today)
+                .unwrap_or_else(|| match contract.start_date {
+                    Some(start) => monthly_period_start(start, today),
+                    None => first_of_month(today),
+                })
         };
         clamp(base, contract.start_date, contract.end_date)
     }
@@ -1152,6 +1162,24 @@ impl<'a> Autotask<'a> {
     }
 }
 
+/// The start of the monthly period containing `today`, periods counted from `start` (a day
+/// of month past the month's end falls on its last day); `start` itself when `today` is not
+/// after it.
+fn monthly_period_start(start: NaiveDate, today: NaiveDate) -> NaiveDate {
+    if today <= start {
+        return start;
+    }
+    let months = (today.year() - start.year()) * 12 + today.month() as i32 - start.month() as i32;
+    let mut k = u32::try_from(months.max(0)).unwrap_or(0);
+    loop {
+        match start.checked_add_months(Months::new(k)) {
+            Some(d) if d <= today => return d,
+            _ if k == 0 => return start,
+            _ => k -= 1,
+        }
+    }
+}
+
 fn clamp(d: NaiveDate, start: Option<NaiveDate>, end: Option<NaiveDate>) -> NaiveDate {
     let d = match start {
         Some(s) if d < s => s,
@@ -1255,13 +1283,7 @@ fn xero_is_live(i: &xe::Invoice) -> bool {
 }
 
 /// "Latest" as the reconciliation orders invoices (domain::psa): date, last update, number.
-fn latest_key(
-    i: &xe::Invoice,
-) -> (
-    Option<NaiveDate>,
-    Option<chrono::DateTime<chrono::Utc>>,
-    String,
-) {
+fn latest_key(i: &xe::Invoice) -> LatestKey {
     (
         i.date,
         i.updated_date_utc,
@@ -1907,6 +1929,35 @@ mod tests {
         assert_eq!(
             xero_reference(" B44BB1FB-C595-45B0-9E09-D657365580BF ", day("2026-12-01")),
             "cspsync 2026-12 b44bb1fb-c595-45b0-9e09-d657365580bf"
+        );
+    }
+
+    #[test]
+    fn autotask_periods_count_from_the_contract_start() {
+        let t = day("2026-11-21");
+        assert_eq!(
+            monthly_period_start(day("2025-01-01"), t),
+            day("2026-11-01")
+        );
+        assert_eq!(
+            monthly_period_start(day("2025-03-17"), t),
+            day("2026-11-17")
+        );
+        assert_eq!(
+            monthly_period_start(day("2025-03-22"), t),
+            day("2026-10-22")
+        );
+        assert_eq!(
+            monthly_period_start(day("2025-03-21"), t),
+            day("2026-11-21")
+        );
+        assert_eq!(
+            monthly_period_start(day("2026-01-31"), day("2026-03-01")),
+            day("2026-02-28")
+        );
+        assert_eq!(
+            monthly_period_start(day("2027-01-01"), t),
+            day("2027-01-01")
         );
     }
 

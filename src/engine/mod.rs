@@ -1,5 +1,7 @@
-//! Async orchestration: fetch everything with bounded concurrency and per-API limits (and,
-//! with later issues, apply a sync plan and write the audit log).
+//! Async orchestration: fetch everything with bounded concurrency and per-API limits, apply a
+//! sync plan (journalled, audited), and the benchmarks of both.
 
+pub mod apply;
 pub mod bench;
 pub mod fetch;
+pub mod journal;
