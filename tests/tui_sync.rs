@@ -1050,18 +1050,21 @@ fn the_audit_log_view() {
     assert!(screen(&app, 80, 24).contains("Audit log: reading…"));
     let actor = audit::Actor::new("admin-oid", "alex@contoso-it.com.au");
     let mut events: Vec<audit::Event> = (0..50)
-        .map(|i| audit::Event {
-            time: t0() + Duration::seconds(i),
-            actor: actor.clone(),
-            action: "sync.write".into(),
-            details: json!({
-                "customer": "Harbour Dental",
-                "system": "connectwise",
-                "entity_id": format!("addition {}", 9000 + i),
-                "before": 22,
-                "after": 25,
-                "result": if i == 49 { "failed" } else { "done" },
-            }),
+        .map(|i| {
+            let mut w = sample_plan().writes[4].clone();
+            w.target = format!("addition {} on agreement 77", 9000 + i);
+            let outcome = if i == 49 {
+                Outcome::Failed {
+                    error: "ConnectWise Manage answered 500".into(),
+                }
+            } else {
+                Outcome::Done {
+                    id: (9000 + i).to_string(),
+                }
+            };
+            let mut e = audit::sync_write_event(&actor, &w, &outcome);
+            e.time = t0() + Duration::seconds(i);
+            e
         })
         .collect();
     events.insert(
@@ -1077,7 +1080,7 @@ fn the_audit_log_view() {
     let s = screen(&app, 120, 40);
     assert!(s.contains("51 records in audit.jsonl"), "{s}");
     assert!(
-        s.contains("failed · Harbour Dental · connectwise · addition 9049"),
+        s.contains("04:25:49  alex@contoso-it.com…  sync.write          failed       Harbour Dental · change quantity 22 → 25"),
         "{s} newest at the bottom"
     );
     assert!(
@@ -1502,4 +1505,192 @@ fn apply_cmd_any(fx: Vec<Effect>) -> (u64, Vec<usize>, bool) {
         ] => (*generation, selected.clone(), *confirm_cautions),
         other => panic!("expected an apply command, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_applies_the_demo_plan_and_a_new_plan_is_empty() {
+    let env = demo_env(PsaKindSetting::ConnectWise).await;
+    let mut app = plan_in_demo(&env).await;
+    assert_eq!(app.sync.phase, Phase::Review, "{:?}", app.sync.note);
+    let writes = app.sync.plan.as_ref().unwrap().writes.len();
+    assert!(writes > 0);
+    // Everything, the cautioned writes confirmed.
+    send(&mut app, key(KeyCode::Char('a')));
+    let cautioned = !app.sync.selection().cautioned.is_empty();
+    if cautioned {
+        type_text(&mut app, "yes");
+    }
+    let answer = if cautioned {
+        KeyCode::Enter
+    } else {
+        KeyCode::Char('y')
+    };
+    let fx = send(&mut app, key(answer));
+    let [Effect::Sync(cmd @ Cmd::Apply { .. })] = fx.as_slice() else {
+        panic!("expected an apply command, got {fx:?}");
+    };
+    let msgs = run_cmd(&env, cmd.clone()).await;
+    assert!(
+        matches!(
+            msgs.last(),
+            Some(Msg::Sync(sync::Msg::Applied { result: Ok(()), .. }))
+        ),
+        "{:?}",
+        msgs.last()
+    );
+    for m in msgs {
+        send(&mut app, m);
+    }
+    assert_eq!(app.sync.phase, Phase::Done);
+    let a = app.sync.apply.as_ref().unwrap();
+    assert_eq!(a.counts.done, writes, "{:?}", a.failures);
+    assert_eq!(app.status(Tab::Sync), Step::Done);
+    let s = screen(&app, 120, 40);
+    assert!(
+        s.contains(&format!("{writes} done · 0 already done · 0 failed")),
+        "{s}"
+    );
+    // Every write is in the audit log, with the operator.
+    let log = audit::read(&env.svc.config, None).unwrap();
+    let written = log.iter().filter(|e| e.action == audit::SYNC_WRITE).count();
+    assert_eq!(written, writes);
+    // The PSA is now in line: a new plan has nothing to write.
+    let again = plan_in_demo(&env).await;
+    assert_eq!(
+        again.sync.plan.as_ref().unwrap().writes.len(),
+        0,
+        "{:?}",
+        again.sync.plan.as_ref().unwrap().writes
+    );
+    assert!(screen(&again, 80, 24).contains("Nothing to write"));
+}
+
+/// A generated world of `customers`, its ConnectWise answering after `cw_latency`, signed in
+/// and syncing to ConnectWise; the runner's services pointed at it.
+async fn slow_cw_env(
+    customers: usize,
+    cw_latency: &str,
+) -> (
+    cspsync::sim::SimHandle,
+    Setup,
+    Arc<cspsync::tui::runner::Services>,
+    tempfile::TempDir,
+) {
+    let today = Utc::now().date_naive();
+    let mut world = cspsync::sim::generate::generate(&cspsync::sim::generate::GenOptions::new(
+        customers, 42, today,
+    ));
+    world.app.device_code_interval_secs = 1;
+    let faults =
+        cspsync::sim::FaultSpec::parse(&format!("connectwise.latency={cw_latency}")).unwrap();
+    let sim = cspsync::sim::start(world.clone(), faults, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let urls = sim.urls();
+    let mut setup = cspsync::run::demo_setup(&world, &urls).unwrap();
+    setup.settings.psa.kind = PsaKindSetting::ConnectWise;
+    let session = cspsync::demo::sign_in_microsoft(&sim, &world)
+        .await
+        .unwrap();
+    setup.secrets.microsoft_refresh_token = Some(session.refresh_token().secret().to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let svc = cspsync::tui::runner::Services::new(
+        cspsync::connect::Context::with_endpoints(
+            cspsync::config::Endpoints::from_sim(&urls).unwrap(),
+        ),
+        cspsync::config::ConfigDir {
+            dir: dir.path().to_path_buf(),
+        },
+        None,
+    );
+    (sim, setup, Arc::new(svc), dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn esc_cancels_a_running_apply_cleanly() {
+    let (_sim, setup, svc, _dir) = slow_cw_env(500, "80ms").await;
+    let mut app = on_tab(setup);
+    let fx = send(&mut app, key(KeyCode::Enter));
+    let [Effect::Sync(plan_cmd)] = fx.as_slice() else {
+        panic!("expected a plan command, got {fx:?}");
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);
+    sync::run(plan_cmd.clone(), svc.clone(), tx.clone()).await;
+    while let Ok(m) = rx.try_recv() {
+        send(&mut app, m);
+    }
+    assert_eq!(app.sync.phase, Phase::Review, "{:?}", app.sync.note);
+    let writes = app.sync.plan.as_ref().unwrap().writes.len();
+    assert!(
+        writes >= 30,
+        "{writes} writes: too few to cancel in the middle"
+    );
+    send(&mut app, key(KeyCode::Char('a')));
+    if !app.sync.selection().cautioned.is_empty() {
+        type_text(&mut app, "yes");
+    }
+    let answer = if app.sync.selection().cautioned.is_empty() {
+        KeyCode::Char('y')
+    } else {
+        KeyCode::Enter
+    };
+    let fx = send(&mut app, key(answer));
+    let [Effect::Sync(apply_cmd @ Cmd::Apply { .. })] = fx.as_slice() else {
+        panic!("expected an apply command, got {fx:?}");
+    };
+    let task = tokio::spawn(sync::run(apply_cmd.clone(), svc.clone(), tx.clone()));
+    // Some writes in: Esc, y.
+    loop {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(120), rx.recv())
+            .await
+            .expect("the apply reports")
+            .expect("a message");
+        send(&mut app, m);
+        if app.sync.apply.as_ref().unwrap().counts.done > 0 {
+            break;
+        }
+    }
+    send(&mut app, key(KeyCode::Esc));
+    let fx = send(&mut app, key(KeyCode::Char('y')));
+    let [Effect::Sync(cancel @ Cmd::Cancel { .. })] = fx.as_slice() else {
+        panic!("expected a cancel, got {fx:?}");
+    };
+    // A cancel of another apply changes nothing; this one stops it.
+    sync::run(Cmd::Cancel { generation: 999 }, svc.clone(), tx.clone()).await;
+    sync::run(cancel.clone(), svc.clone(), tx.clone()).await;
+    tokio::time::timeout(std::time::Duration::from_secs(120), task)
+        .await
+        .expect("the apply stops")
+        .unwrap();
+    while let Ok(m) = rx.try_recv() {
+        send(&mut app, m);
+    }
+    assert_eq!(app.sync.phase, Phase::Done);
+    let a = app.sync.apply.as_ref().unwrap();
+    let f = a.finished.as_ref().expect("a summary");
+    assert!(f.cancelled, "{f:?}");
+    assert!(f.skipped > 0, "writes not started were skipped: {f:?}");
+    assert_eq!(f.failed, 0, "{:?}", a.failures);
+    assert_eq!(
+        f.done + f.skipped,
+        writes,
+        "every write accounted for: {f:?}"
+    );
+    // Nothing half-done: a customer has all of its writes done or none.
+    let plan = app.sync.plan.as_ref().unwrap();
+    for c in &a.customers {
+        let n = plan
+            .writes
+            .iter()
+            .filter(|w| w.customer_tenant_id.eq_ignore_ascii_case(&c.tenant_id))
+            .count();
+        assert!(
+            c.finished == n,
+            "{}: {} of {n} writes decided",
+            c.name,
+            c.finished
+        );
+    }
+    let s = screen(&app, 120, 40);
+    assert!(s.contains("Cancelled"), "{s}");
 }

@@ -351,6 +351,8 @@ pub enum Cmd {
 #[derive(Debug, Default)]
 pub struct Runtime {
     pub(crate) cancel: std::sync::Mutex<Option<(u64, tokio::sync::watch::Sender<bool>)>>,
+    /// The demo's journal, in memory for the session (its world starts afresh every run).
+    pub(crate) journal: std::sync::Mutex<Option<Arc<crate::engine::journal::Journal>>>,
 }
 
 /// The PSA the settings sync to.
@@ -786,6 +788,10 @@ pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
             xero,
         } if generation == s.generation => {
             let effects = keep_rotated(setup, None, xero);
+            if let (Some(a), Phase::Done, Err(e)) = (&mut s.apply, &s.phase, &result) {
+                // The apply finished, but its journal or audit log could not be written.
+                a.problems.push(e.clone());
+            }
             if let Some(a) = &mut s.apply
                 && s.phase == Phase::Applying
             {

@@ -92,6 +92,8 @@ pub struct ApplyView {
     pub finished: Option<Finished>,
     /// The apply could not run (or ended without its summary).
     pub error: Option<String>,
+    /// After the summary: what could not be recorded (journal, audit log).
+    pub problems: Vec<String>,
     /// What the slow parts show, as of `refreshed_at`.
     pub shown_customers: Vec<CustomerRow>,
     pub shown_log_total: usize,

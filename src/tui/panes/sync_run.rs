@@ -35,13 +35,36 @@ pub async fn run(cmd: Cmd, svc: Arc<Services>, tx: Sender<app::Msg>) {
                 }))
                 .await;
         }
-        Cmd::Apply { generation, .. } => {
+        Cmd::Apply {
+            generation,
+            setup,
+            plan,
+            selected,
+            confirm_cautions,
+        } => {
+            let (result, xero) = apply(
+                generation,
+                &setup,
+                &svc,
+                &tx,
+                &plan,
+                &selected,
+                confirm_cautions,
+            )
+            .await;
+            // Cancelling a finished apply does nothing.
+            {
+                let mut guard = svc.sync.cancel.lock().unwrap_or_else(|p| p.into_inner());
+                if guard.as_ref().is_some_and(|(g, _)| *g == generation) {
+                    *guard = None;
+                }
+            }
             let _ = tx
                 .send(app::Msg::Sync(Msg::Applied {
                     generation,
-                    result: Err("applying is not in this build of cspsync yet".into()),
+                    result,
                     now: Utc::now(),
-                    xero: None,
+                    xero,
                 }))
                 .await;
         }
@@ -201,4 +224,96 @@ fn sentence(e: String) -> String {
     let mut e = e.trim_end_matches('.').to_string();
     e.push('.');
     e
+}
+
+/// Apply the selected writes with the engine: the PSA client from the settings, the journal
+/// (in memory in the demo, whose world starts afresh every run; else in the data directory),
+/// the audit log of the data directory, the signed-in operator; events forwarded coalesced
+/// ([`forward`]); `Cmd::Cancel` reaches the engine through the runtime's cancel switch. `Err`:
+/// the apply could not start, or the journal or the audit log could not be written.
+async fn apply(
+    generation: u64,
+    setup: &Setup,
+    svc: &Services,
+    tx: &Sender<app::Msg>,
+    plan: &Plan,
+    selected: &[usize],
+    confirm_cautions: bool,
+) -> (Result<(), String>, Option<Rotated>) {
+    use crate::engine::apply::{self, ApplyContext};
+    use crate::engine::journal::Journal;
+    let settings = &setup.settings;
+    let secrets = &setup.secrets;
+    // Refused here too: the tab asks first, but the runner is the last line.
+    if let Some(why) = super::apply_refusal(setup) {
+        return (Err(why), None);
+    }
+    let (sources, xero) =
+        match crate::run::reconcile_sources(&svc.ctx, settings, secrets, None).await {
+            Ok(s) => s,
+            Err(e) => return (Err(sentence(e)), None),
+        };
+    let rotated_xero = |x: &Option<Arc<crate::auth::xero::XeroSession>>| {
+        x.as_ref().and_then(|x| {
+            Rotated::of(
+                secrets.xero_refresh_token.as_deref(),
+                x.refresh_token().secret(),
+            )
+        })
+    };
+    let Some(psa) = sources.psa.as_ref() else {
+        return (
+            Err("No PSA is set up: connect one in the PSA tab (4) first.".into()),
+            None,
+        );
+    };
+    if psa.api() != plan.psa {
+        return (
+            Err(format!(
+                "This plan is for {} but the PSA set up is {}: press r to plan again.",
+                plan.psa.display_name(),
+                psa.api().display_name()
+            )),
+            rotated_xero(&xero),
+        );
+    }
+    let journal = if svc.demo.is_some() {
+        let mut j = svc.sync.journal.lock().unwrap_or_else(|p| p.into_inner());
+        j.get_or_insert_with(|| Arc::new(Journal::memory())).clone()
+    } else {
+        let config = svc.config.clone();
+        match tokio::task::spawn_blocking(move || Journal::open(&config)).await {
+            Ok(Ok(j)) => Arc::new(j),
+            Ok(Err(e)) => return (Err(e), rotated_xero(&xero)),
+            Err(e) => {
+                return (
+                    Err(format!("opening the journal failed: {e}")),
+                    rotated_xero(&xero),
+                );
+            }
+        }
+    };
+    let ctx = ApplyContext::new(journal, crate::audit::Actor::signed_in(settings))
+        .with_audit(svc.config.clone())
+        .confirming_cautions(confirm_cautions);
+    let mut chosen = vec![false; plan.writes.len()];
+    for i in selected {
+        if let Some(c) = chosen.get_mut(*i) {
+            *c = true;
+        }
+    }
+    let (etx, erx) = tokio::sync::mpsc::channel(1024);
+    let (ptx, prx) = watch::channel(ApplyProgress::default());
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    *svc.sync.cancel.lock().unwrap_or_else(|p| p.into_inner()) = Some((generation, cancel_tx));
+    let fwd = tokio::spawn(forward(generation, erx, prx, tx.clone()));
+    let report = apply::apply(psa, plan, &chosen, ctx, etx, &ptx, cancel_rx).await;
+    // The engine dropped its sender: the forwarder sends what is left and ends.
+    let _ = fwd.await;
+    let result = if report.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(report.problems.join("; "))
+    };
+    (result, rotated_xero(&xero))
 }

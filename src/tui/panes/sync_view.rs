@@ -271,21 +271,30 @@ fn review(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: Rect
         ));
     }
     frame.render_widget(Paragraph::new(Line::from(parts)), summary);
-    if plan.writes.is_empty() && plan.skipped.is_empty() {
+    let list = if plan.writes.is_empty() {
+        let [msg, _, rest] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Length(1),
+            Constraint::Min(0),
+        ])
+        .areas(list);
         frame.render_widget(
             Paragraph::new(Span::styled(
                 format!(
-                    "Nothing to write: {} already matches Dicker Data. r plans again.",
+                    "Nothing to write: {} already matches Dicker Data for every line it can sync.",
                     psa_name(setup)
                 ),
                 theme.ok(),
-            ))
-            .wrap(Wrap { trim: true }),
-            list,
+            )),
+            msg,
         );
-        return;
+        rest
+    } else {
+        list
+    };
+    if !s.rows.is_empty() {
+        plan_list(s, plan, theme, frame, list);
     }
-    plan_list(s, plan, theme, frame, list);
 }
 
 /// Column widths: mark, kind, target (0 when narrow), product, before → after, $/month, ⚠.
@@ -855,7 +864,9 @@ fn progress(s: &State, a: &ApplyView, plan: &Plan, theme: &Theme, frame: &mut Fr
         Paragraph::new(Span::styled(cell(&head, status.width, false), head_style)),
         status,
     );
-    let hint_line = if done && a.counts.done + a.counts.already_done == 0 {
+    let hint_line = if let Some(p) = a.problems.first() {
+        Line::from(Span::styled(format!("Not recorded: {p}"), theme.error()))
+    } else if done && a.counts.done + a.counts.already_done == 0 {
         Line::from(vec![
             Span::raw("Nothing was written. "),
             Span::styled("r", theme.key()),
@@ -1114,50 +1125,33 @@ fn log(s: &State, a: &ApplyView, theme: &Theme, frame: &mut Frame, area: Rect) {
 // Audit log
 // ---------------------------------------------------------------------------------------------
 
-/// Details as one line: the keys a sync record uses first, then the rest.
-fn details_text(v: &Value) -> String {
-    const FIRST: [&str; 12] = [
-        "result",
-        "customer",
-        "customer_name",
-        "system",
-        "kind",
-        "entity",
-        "entity_id",
-        "target",
-        "product",
-        "before",
-        "after",
-        "error",
-    ];
-    match v {
-        Value::Object(m) => {
-            let mut parts: Vec<String> = Vec::new();
-            for k in FIRST {
-                match (k, m.get(k)) {
-                    // `before` and `after` read as one change.
-                    ("before", Some(b)) => parts.push(format!(
-                        "{} → {}",
-                        json_text(b),
-                        m.get("after").map(json_text).unwrap_or_else(|| "–".into())
-                    )),
-                    ("after", Some(a)) if !m.contains_key("before") => {
-                        parts.push(format!("– → {}", json_text(a)))
-                    }
-                    ("after", _) => {}
-                    (_, Some(v)) => parts.push(json_text(v)),
-                    (_, None) => {}
-                }
-            }
-            for (k, v) in m {
-                if !FIRST.contains(&k.as_str()) {
-                    parts.push(format!("{k} {}", json_text(v)));
-                }
-            }
-            parts.join(" · ")
-        }
-        other => json_text(other),
+/// What a record says, the outcome first for a sync write (the rest is cut on narrow screens);
+/// others as `cspsync audit` describes them.
+fn audit_text(e: &crate::audit::Event) -> String {
+    if e.action != crate::audit::SYNC_WRITE {
+        return crate::audit::describe(e);
     }
+    let d = &e.details;
+    let t = |k: &str| match d.get(k) {
+        Some(Value::Null) | None => "–".to_string(),
+        Some(v) => json_text(v),
+    };
+    let mut out = format!(
+        "{:<12} {} · {} {} → {} · {} · {}",
+        t("result"),
+        t("customer"),
+        t("kind"),
+        t("before"),
+        t("after"),
+        t("product"),
+        t("target")
+    );
+    for k in ["error", "reason"] {
+        if let Some(v) = d.get(k) {
+            out.push_str(&format!(": {}", json_text(v)));
+        }
+    }
+    out
 }
 
 fn audit_view(a: &AuditView, theme: &Theme, frame: &mut Frame, area: Rect) {
@@ -1219,7 +1213,7 @@ fn audit_view(a: &AuditView, theme: &Theme, frame: &mut Frame, area: Rect) {
                 "{}  {who}{}  {}",
                 e.time.format("%Y-%m-%d %H:%M:%S"),
                 cell(&e.action, 18, false),
-                details_text(&e.details)
+                audit_text(e)
             );
             let style = if e.details.get("error").is_some()
                 || e.details.get("result").and_then(Value::as_str) == Some("failed")
