@@ -76,7 +76,11 @@ fn measure(cols: u16, rows: u16) -> Run {
         .map(|l| l.trim().to_string())
         .unwrap_or_default();
     t.press(Key::Char('a'));
-    wait(&t, "Apply the plan?", STEP);
+    // The popup's last line: `Confirm:` (cautions: type yes) or `y apply`.
+    t.wait_until("the confirmation", STEP, |s| {
+        s.contents().contains("Confirm:") || s.contents().contains("y apply")
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     if t.text().contains("Confirm:") {
         t.type_text("yes");
         t.press(Key::Enter);

@@ -8,39 +8,15 @@ mod support;
 use std::time::Duration;
 
 use support::pty::{Key, Term};
+use support::walk::{self, START, STEP, wait};
 
-/// The first start of a debug binary on a busy machine; then each step.
-const START: Duration = Duration::from_secs(30);
-const STEP: Duration = Duration::from_secs(30);
-
-fn wait(t: &Term, text: &str) {
-    t.wait_for(text, STEP)
-        .unwrap_or_else(|e| panic!("{e}\n--- screen ---\n{}", t.text()));
-}
-
-/// Sign in, test the Dicker Data codes, authorise Partner Center and connect ConnectWise: what
-/// a plan needs.
-fn set_up(t: &Term) {
-    wait(t, "Press Enter to get a sign-in code");
-    t.press(Key::Enter);
-    wait(t, "1 Sign in ✓");
-    wait(t, "Test connection");
-    t.press(Key::Enter);
-    wait(t, "2 Distributor ✓");
-    wait(t, "Authorise");
-    t.press(Key::Enter);
-    wait(t, "3 Partner Center ✓");
-    t.press(Key::Char('4'));
-    wait(t, "Connect the PSA you bill from");
-    t.press(Key::Enter);
-    t.press(Key::Enter);
-    wait(t, "4 PSA ✓");
-}
+/// A 400-customer fetch at the slower PSA.
+const LONG: Duration = Duration::from_secs(120);
 
 #[test]
 fn plan_apply_progress_done_in_the_demo() {
     let mut t = Term::demo(&[], 120, 40, START).unwrap();
-    set_up(&t);
+    walk::set_up_through_psa(&t);
 
     // The Sync tab: what it does, then the plan.
     t.press(Key::Char('7'));
@@ -58,12 +34,19 @@ fn plan_apply_progress_done_in_the_demo() {
     t.type_text("yes");
     t.press(Key::Enter);
 
-    // Progress, then the summary.
+    // The summary (the demo's two writes take a moment: the progress view is watched in the
+    // test below).
     wait(&t, "Finished");
     let screen = t.text();
-    assert!(screen.contains("2 done · 0 already done · 0 failed · 0 skipped"), "{screen}");
+    assert!(
+        screen.contains("2 done · 0 already done · 0 failed · 0 skipped"),
+        "{screen}"
+    );
     assert!(screen.contains("2 of 2"), "{screen}");
-    assert!(screen.contains("Reconcile should now show these lines in line"), "{screen}");
+    assert!(
+        screen.contains("Reconcile should now show these lines in line"),
+        "{screen}"
+    );
     wait(&t, "7 Sync ✓");
 
     // The audit log has the writes.
@@ -75,8 +58,78 @@ fn plan_apply_progress_done_in_the_demo() {
     t.press(Key::Char('R'));
     wait(&t, "lines audited");
 
+    walk::quit(&mut t);
+}
+
+/// A slower PSA and more customers: the progress view runs for a while (gauge, customers,
+/// rate, log). `q` asks first; `y` stops the apply cleanly (writes in flight finish, nothing new
+/// starts) and then quits: the audit log ends with the apply's summary record.
+#[test]
+fn progress_then_quitting_while_applying_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().to_str().unwrap().to_string();
+    let mut t = Term::demo(
+        &[
+            "--config-dir",
+            &config,
+            "--customers",
+            "400",
+            "--faults",
+            "connectwise.latency=150ms",
+        ],
+        120,
+        40,
+        START,
+    )
+    .unwrap();
+    walk::sign_in(&t);
+    walk::distributor(&t);
+    wait(&t, "Authorise");
+    t.press(Key::Enter);
+    walk::wait_long(&t, "3 Partner Center ✓", LONG);
+    walk::psa_connectwise(&t);
+    t.press(Key::Char('7'));
+    t.press(Key::Enter);
+    walk::wait_long(&t, "writes selected", LONG);
+    t.press(Key::Char('a'));
+    // The popup's last line: `Confirm:` (cautions: type yes) or `y apply`.
+    t.wait_until("the confirmation", STEP, |s| {
+        s.contents().contains("Confirm:") || s.contents().contains("y apply")
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    if t.text().contains("Confirm:") {
+        t.type_text("yes");
+        t.press(Key::Enter);
+    } else {
+        t.press(Key::Char('y'));
+    }
+    // The progress view: status, gauge, customers, log.
+    wait(&t, "Applying to ConnectWise Manage");
+    wait(&t, "Customers (");
+    wait(&t, "running  ");
+    wait(&t, "Log (");
+    wait(&t, " ✓ ");
     t.press(Key::Char('q'));
-    let status = t.wait_exit(STEP).expect("cspsync exits");
+    wait(&t, "Quit while applying?");
+    t.press(Key::Char('y'));
+    let status = t
+        .wait_exit(LONG)
+        .expect("cspsync exits once the apply stopped");
     assert!(status.success(), "{status:?}");
     t.check_restored().unwrap();
+    // The engine ended its apply (it was not cut off): its summary is the last record.
+    let log = cspsync::audit::read(
+        &cspsync::config::ConfigDir {
+            dir: dir.path().to_path_buf(),
+        },
+        None,
+    )
+    .unwrap();
+    let last = log.last().expect("audit records");
+    assert_eq!(last.action, cspsync::audit::SYNC_APPLY, "{last:?}");
+    assert!(
+        log.iter()
+            .any(|e| e.action == cspsync::audit::SYNC_WRITE && e.details["result"] == "done"),
+        "some writes were done before the cancel"
+    );
 }
