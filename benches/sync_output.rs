@@ -18,7 +18,7 @@ use pty::{Key, Term};
 
 const CUSTOMERS: &str = "1000";
 /// Per simulated call: long enough for the apply to run several seconds.
-const LATENCY: &str = "latency=150ms";
+const LATENCY: &str = "connectwise.latency=1000ms";
 const STEP: Duration = Duration::from_secs(120);
 /// A 1,000-customer fetch (and plan) at this latency.
 const PLAN: Duration = Duration::from_secs(600);
@@ -28,26 +28,37 @@ fn wait(t: &Term, text: &str, timeout: Duration) {
         .unwrap_or_else(|e| panic!("{e}\n--- screen ---\n{}", t.text()));
 }
 
+/// A step marked done on the tab bar (`2 Distributor ✓`, or `2 Distributor✓` at 80 columns).
+fn wait_done(t: &Term, step: &str, timeout: Duration) {
+    let (wide, tight) = (format!("{step} ✓"), format!("{step}✓"));
+    t.wait_until(step, timeout, |s| {
+        let c = s.contents();
+        c.contains(&wide) || c.contains(&tight)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n--- screen ---\n{}", t.text()));
+}
+
 fn set_up(t: &Term) {
     wait(t, "Press Enter to get a sign-in code", STEP);
     t.press(Key::Enter);
-    wait(t, "1 Sign in ✓", STEP);
+    wait_done(t, "1 Sign in", STEP);
     wait(t, "Test connection", STEP);
     t.press(Key::Enter);
-    wait(t, "2 Distributor ✓", STEP);
+    wait_done(t, "2 Distributor", STEP);
     wait(t, "Authorise", STEP);
     t.press(Key::Enter);
-    wait(t, "3 Partner Center ✓", PLAN);
+    wait_done(t, "3 Partner Center", PLAN);
     t.press(Key::Char('4'));
     wait(t, "Connect the PSA you bill from", STEP);
     t.press(Key::Enter);
     t.press(Key::Enter);
-    wait(t, "4 PSA ✓", STEP);
+    wait_done(t, "4 PSA", STEP);
 }
 
 struct Run {
     cols: u16,
     rows: u16,
+    plan_secs: f64,
     writes: String,
     seconds: f64,
     per_second: Vec<u64>,
@@ -64,11 +75,13 @@ fn measure(cols: u16, rows: u16) -> Run {
     t.press(Key::Char('7'));
     wait(&t, "Press Enter to make the plan", STEP);
     t.press(Key::Enter);
+    let planning = Instant::now();
     // "N of M writes selected" (wide) or "N/M writes" (narrow).
     t.wait_until("the plan", PLAN, |s| {
         s.contents().contains("writes selected") || s.contents().contains("/month")
     })
     .unwrap_or_else(|e| panic!("{e}\n--- screen ---\n{}", t.text()));
+    let plan_secs = planning.elapsed().as_secs_f64();
     let writes = t
         .text()
         .lines()
@@ -113,6 +126,7 @@ fn measure(cols: u16, rows: u16) -> Run {
     Run {
         cols,
         rows,
+        plan_secs,
         writes,
         seconds,
         per_second,
@@ -139,10 +153,11 @@ fn main() {
             v.iter().sum::<u64>() as f64 / v.len() as f64
         };
         println!(
-            "{}x{}: plan \"{}\"; progress view for {:.1} s; bytes/s over {} full seconds: median {:.0}, mean {:.0}, max {} (target ≤ 4096)",
+            "{}x{}: plan \"{}\" (made in {:.0} s); progress view for {:.1} s; bytes/s over {} full seconds: median {:.0}, mean {:.0}, max {} (target ≤ 4096)",
             r.cols,
             r.rows,
             r.writes,
+            r.plan_secs,
             r.seconds,
             v.len(),
             median,

@@ -5,7 +5,9 @@
 //! second). The gauge and the counters change with every update; the parts that would repaint
 //! many rows when they move — the customer list (re-sorted: running and failed first), the event
 //! log (scrolling) and the sparkline (shifting) — are refreshed at most once a second
-//! ([`REFRESH_MS`], by the time the updates carry), and the sparkline shows completed seconds only.
+//! ([`REFRESH_MS`], by the time the updates carry). While many lines arrive (a refresh then
+//! repaints whole panels) the log and the customer list take turns: each is refreshed every
+//! other second. The sparkline shows completed seconds only.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -15,6 +17,9 @@ use crate::domain::sync::{ApplyEvent, ApplyProgress, CustomerState, Outcome, Pla
 
 /// The slow parts (customer list, log, sparkline) are redrawn at most this often.
 pub const REFRESH_MS: i64 = 1_000;
+/// More new log lines than this since the log was shown: the log and the customer list take
+/// turns.
+pub const BUSY_LINES: usize = 8;
 /// The event log keeps this many lines (older ones are dropped; the audit log keeps all).
 pub const LOG_CAP: usize = 5_000;
 /// Seconds of writes-per-second history kept (a day).
@@ -96,6 +101,11 @@ pub struct ApplyView {
     pub problems: Vec<String>,
     /// What the slow parts show, as of `refreshed_at`.
     pub shown_customers: Vec<CustomerRow>,
+    /// The running customers' rows, kept in place between refreshes (indices into
+    /// `customers`): a customer that finishes hands its row to the next one.
+    slots: Vec<usize>,
+    /// While busy: whose turn it is (the log's when true).
+    turn: bool,
     pub shown_log_total: usize,
     pub shown_seconds: usize,
     pub refreshed_at: Option<DateTime<Utc>>,
@@ -130,7 +140,7 @@ impl ApplyView {
                 c.writes += 1;
             }
         }
-        v.shown_customers = sorted(&v.customers);
+        v.refresh_customers();
         v
     }
 
@@ -392,17 +402,64 @@ impl ApplyView {
             (None, Some(_)) => true,
             (Some(r), Some(n)) => (n - r).num_milliseconds() >= REFRESH_MS,
         };
-        if due || !self.running() {
+        if !self.running() {
             self.refresh();
+        } else if due {
+            let busy = self.log_total.saturating_sub(self.shown_log_total) > BUSY_LINES;
+            self.turn = !self.turn;
+            if !busy || self.turn {
+                self.shown_log_total = self.log_total;
+            }
+            if !busy || !self.turn {
+                self.refresh_customers();
+            }
+            self.shown_seconds = self.complete_seconds();
+            self.refreshed_at = self.now;
         }
     }
 
     /// Bring the slow parts up to date now.
     pub fn refresh(&mut self) {
-        self.shown_customers = sorted(&self.customers);
+        self.refresh_customers();
         self.shown_log_total = self.log_total;
         self.shown_seconds = self.complete_seconds();
         self.refreshed_at = self.now;
+    }
+
+    /// Running customers first (each keeps its row while it runs; one that starts takes the
+    /// row of one that finished), then failed, queued, done and skipped, in plan order.
+    fn refresh_customers(&mut self) {
+        let running = |i: &usize| {
+            self.customers
+                .get(*i)
+                .is_some_and(|c| c.state == CustomerState::Running)
+        };
+        let mut slots: Vec<Option<usize>> = self
+            .slots
+            .iter()
+            .map(|i| Some(*i).filter(running))
+            .collect();
+        let kept: std::collections::HashSet<usize> = slots.iter().flatten().copied().collect();
+        let mut starting = (0..self.customers.len()).filter(|i| running(i) && !kept.contains(i));
+        for slot in slots.iter_mut().filter(|s| s.is_none()) {
+            *slot = starting.next();
+        }
+        slots.extend(starting.map(Some));
+        self.slots = slots.into_iter().flatten().collect();
+        let mut shown: Vec<CustomerRow> = self
+            .slots
+            .iter()
+            .filter_map(|i| self.customers.get(*i).cloned())
+            .collect();
+        for state in [
+            CustomerState::Failed,
+            CustomerState::Queued,
+            CustomerState::Done,
+            CustomerState::Skipped,
+        ] {
+            shown.extend(self.customers.iter().filter(|c| c.state == state).cloned());
+        }
+        self.shown_customers = shown;
     }
 
     /// The apply ended without its summary (the engine stopped or could not start).
@@ -428,20 +485,6 @@ impl ApplyView {
     }
 }
 
-/// Running and failed first, then queued, done, skipped; plan order within.
-fn sorted(customers: &[CustomerRow]) -> Vec<CustomerRow> {
-    let rank = |s: CustomerState| match s {
-        CustomerState::Running => 0,
-        CustomerState::Failed => 1,
-        CustomerState::Queued => 2,
-        CustomerState::Done => 3,
-        CustomerState::Skipped => 4,
-    };
-    let mut v = customers.to_vec();
-    v.sort_by_key(|c| rank(c.state));
-    v
-}
-
 /// `04:25:01` (UTC).
 pub fn clock(at: DateTime<Utc>) -> String {
     at.format("%H:%M:%S").to_string()
@@ -465,14 +508,15 @@ pub fn duration(secs: i64) -> String {
     }
 }
 
-/// One log line for a finished write: `04:25:01 ✓ Acme Plumbing: change quantity 10 → 12,
-/// Microsoft 365 Business Standard`.
+/// One log line for a finished write, in columns (lines that scroll past each other then
+/// differ in fewer cells): `04:25:01 ✓ Acme Plumbing  change quantity  10 → 12  Microsoft 365
+/// Business Standard`.
 fn write_line(plan: &Plan, at: DateTime<Utc>, index: usize, outcome: &Outcome) -> String {
     let what = match plan.writes.get(index) {
         Some(w) => format!(
-            "{}: {} {}, {}",
-            w.customer_name,
-            w.op.kind(),
+            "{} {} {:>11}  {}",
+            fit(&w.customer_name, 22),
+            fit(w.op.kind(), 15),
             super::before_after(w),
             w.product
         ),
@@ -485,4 +529,16 @@ fn write_line(plan: &Plan, at: DateTime<Utc>, index: usize, outcome: &Outcome) -
         Outcome::Skipped { reason } => format!("– {what} (skipped: {reason})"),
     };
     format!("{} {result}", clock(at))
+}
+
+/// `text` in exactly `width` characters (cut with `…`, or padded).
+fn fit(text: &str, width: usize) -> String {
+    let n = text.chars().count();
+    if n > width {
+        let mut t: String = text.chars().take(width.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    } else {
+        format!("{text:<width$}")
+    }
 }
