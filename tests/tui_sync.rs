@@ -1140,6 +1140,18 @@ fn thousands_of_writes_stay_fast() {
         s.contains("Apply 6000 writes to ConnectWise Manage for 2000 customers?"),
         "{s}"
     );
+    // 2,400 cautioned writes: as many listed as fit, the question and the field always shown.
+    for (w, h) in SIZES {
+        let s = screen(&app, w, h);
+        assert!(
+            s.contains("2400 of them need your explicit confirmation"),
+            "{s}"
+        );
+        assert!(s.contains("more (marked ⚠ in the list)"), "{s}");
+        assert!(s.contains("Enter alone applies the other 3600"), "{s}");
+        assert!(s.contains("Confirm: ▏"), "{s}");
+    }
+    snap("confirm_many_cautions", &app);
     assert!(
         t.elapsed() < std::time::Duration::from_secs(10),
         "{:?} for 23 frames of 6,000 writes",

@@ -332,6 +332,11 @@ fn cell(text: &str, w: u16, right: bool) -> String {
     }
 }
 
+/// `text` cut to `w` characters (with `…`), not padded.
+fn cut(text: &str, w: u16) -> String {
+    cell(text, w, false).trim_end().to_string()
+}
+
 fn row_text(cols: [&str; 7], w: &[u16; 7]) -> String {
     let right = [false, false, false, false, true, true, false];
     let mut out = String::new();
@@ -659,12 +664,16 @@ fn detail(s: &State, w: &Write, theme: &Theme, frame: &mut Frame, area: Rect) {
 // Popups
 // ---------------------------------------------------------------------------------------------
 
+/// Wider on wide screens: the cautions read best one a line.
+fn popup_width(area: Rect) -> u16 {
+    (area.width.saturating_mul(3) / 4)
+        .clamp(76, 100)
+        .min(area.width)
+}
+
 /// A centred box sized for `lines` (wrapped), at most `area`.
 fn popup(title: &str, lines: Vec<Line>, theme: &Theme, frame: &mut Frame, area: Rect) {
-    // Wider on wide screens: the cautions read best one a line.
-    let w = (area.width.saturating_mul(3) / 4)
-        .clamp(76, 100)
-        .min(area.width);
+    let w = popup_width(area);
     let inner = usize::from(w.saturating_sub(2)).max(1);
     let rows: usize = lines.iter().map(|l| wrapped_rows(l, inner)).sum();
     let h = u16::try_from(rows + 2).unwrap_or(u16::MAX).min(area.height);
@@ -749,52 +758,74 @@ fn confirm(
         },
         theme.warn(),
     )));
-    for i in sel.cautioned.iter().take(CAUTIONS_LISTED) {
+    let rest = sel.without_cautioned();
+    let mut tail = vec![
+        Line::from(""),
+        Line::from(format!(
+            "Type yes and press Enter to apply all {}.",
+            plural(sel.writes.len(), "write")
+        )),
+        Line::from(format!(
+            "Enter alone applies the other {} (for {}) and leaves these out.",
+            rest.len(),
+            plural(s.customers_of(&rest), "customer")
+        )),
+        Line::from(vec![
+            Span::styled("Confirm: ", theme.title()),
+            Span::raw(typed.to_string()),
+            Span::styled("▏", theme.accent()),
+        ]),
+    ];
+    if let Some(p) = problem {
+        tail.push(Line::from(Span::styled(p.to_string(), theme.error())));
+    }
+    // The cautioned writes listed: as many as fit (two rows each, cut to the width), so the
+    // question and the field are always on screen.
+    let inner = usize::from(popup_width(area).saturating_sub(2)).max(1);
+    let used: usize = lines
+        .iter()
+        .chain(tail.iter())
+        .map(|l| wrapped_rows(l, inner))
+        .sum();
+    let room = usize::from(area.height.saturating_sub(2)).saturating_sub(used + 1);
+    let listed = (room / 2).min(CAUTIONS_LISTED).min(sel.cautioned.len());
+    let width = u16::try_from(inner).unwrap_or(u16::MAX);
+    for i in sel.cautioned.iter().take(listed) {
         let Some(w) = plan.writes.get(*i) else {
             continue;
         };
         lines.push(Line::from(Span::styled(
-            format!(
-                "⚠ {} · {} {} {}",
-                w.customer_name,
-                w.op.kind(),
-                before_after(w),
-                w.product
+            cut(
+                &format!(
+                    "⚠ {} · {} {} {}",
+                    w.customer_name,
+                    w.op.kind(),
+                    before_after(w),
+                    w.product
+                ),
+                width,
             ),
             theme.warn(),
         )));
-        for c in &w.cautions {
-            lines.push(Line::from(format!("  {}", c.describe())));
-        }
+        let why = w
+            .cautions
+            .iter()
+            .map(|c| c.describe())
+            .collect::<Vec<_>>()
+            .join("; ");
+        lines.push(Line::from(cut(&format!("  {why}"), width)));
     }
-    if sel.cautioned.len() > CAUTIONS_LISTED {
+    if sel.cautioned.len() > listed {
         lines.push(Line::from(Span::styled(
             format!(
-                "  … and {} more (marked ⚠ in the list)",
-                sel.cautioned.len() - CAUTIONS_LISTED
+                "  … {} {}(marked ⚠ in the list)",
+                sel.cautioned.len() - listed,
+                if listed > 0 { "more " } else { "" }
             ),
             theme.warn(),
         )));
     }
-    let rest = sel.without_cautioned();
-    lines.push(Line::from(""));
-    lines.push(Line::from(format!(
-        "Type yes and press Enter to apply all {}.",
-        plural(sel.writes.len(), "write")
-    )));
-    lines.push(Line::from(format!(
-        "Enter alone applies the other {} (for {}) and leaves these out.",
-        rest.len(),
-        plural(s.customers_of(&rest), "customer")
-    )));
-    lines.push(Line::from(vec![
-        Span::styled("Confirm: ", theme.title()),
-        Span::raw(typed.to_string()),
-        Span::styled("▏", theme.accent()),
-    ]));
-    if let Some(p) = problem {
-        lines.push(Line::from(Span::styled(p.to_string(), theme.error())));
-    }
+    lines.extend(tail);
     popup("Apply the plan?", lines, theme, frame, area);
 }
 
