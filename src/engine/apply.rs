@@ -560,13 +560,7 @@ impl Run<'_> {
 
     async fn journal_many(&self, entries: Vec<Entry>, durable: bool) -> Result<(), String> {
         let journal = self.ctx.journal.clone();
-        let r = blocking(move || {
-            for e in entries {
-                journal.record(e, false)?;
-            }
-            if durable { journal.flush() } else { Ok(()) }
-        })
-        .await;
+        let r = blocking(move || journal.record_many(entries, durable)).await;
         if let Err(e) = &r {
             self.problem(e.clone());
         }
@@ -1241,8 +1235,7 @@ impl Run<'_> {
                     for (&(c, i), item) in pending.iter().zip(items) {
                         let key = &self.plan.writes[i].key;
                         match item {
-                            Ok(inv) => {
-                                let id = inv.invoice_id.unwrap_or_default();
+                            Ok(id) => {
                                 entries.push(Entry::new(key, State::Done).with_id(&id));
                                 out.push((c, i, Outcome::Done { id }));
                             }
