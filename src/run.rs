@@ -609,6 +609,8 @@ async fn reconcile_main(cli: &Cli, args: &ReconcileArgs) -> Result<ExitCode, Str
     let (tx, _rx) = tokio::sync::watch::channel(FetchProgress::default());
     // The sim must outlive the fetch; held here until the end.
     let mut _sim = None;
+    // The saved manual mapping decisions (none in the demo world).
+    let mut overrides = crate::domain::Overrides::default();
     let (sources, snap) = if cli.demo {
         let mut world = build_world(&cli.world)?;
         world.app.device_code_interval_secs = 1;
@@ -639,6 +641,7 @@ async fn reconcile_main(cli: &Cli, args: &ReconcileArgs) -> Result<ExitCode, Str
         }
         let settings = config.load_settings()?;
         let secrets = config.load_secrets()?;
+        overrides = settings.mapping.clone();
         let ctx = crate::connect::Context::new(&settings);
         let (sources, xero) = reconcile_sources(&ctx, &settings, &secrets, args.psa).await?;
         eprintln!("fetching…");
@@ -662,6 +665,7 @@ async fn reconcile_main(cli: &Cli, args: &ReconcileArgs) -> Result<ExitCode, Str
     };
     let opts = crate::domain::Options {
         prices,
+        overrides,
         ..crate::domain::Options::default()
     };
     let r = crate::domain::reconcile(&snap, &opts).map_err(api_err)?;

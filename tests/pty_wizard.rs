@@ -6,48 +6,20 @@
 
 mod support;
 
-use std::time::Duration;
-
 use support::pty::{Key, Term};
-
-/// The first start of a debug binary on a busy machine; then each step.
-const START: Duration = Duration::from_secs(30);
-const STEP: Duration = Duration::from_secs(20);
-
-fn wait(t: &Term, text: &str) {
-    t.wait_for(text, STEP)
-        .unwrap_or_else(|e| panic!("{e}\n--- screen ---\n{}", t.text()));
-}
+use support::walk::{self, START, quit, wait};
 
 #[test]
 fn a_newcomer_completes_the_demo_setup_with_the_keyboard() {
     let mut t = Term::demo(&[], 120, 40, START).unwrap();
-    wait(&t, "Press Enter to get a sign-in code");
 
-    // 1. Sign in: a code, then the simulated browser approves it within seconds.
-    t.press(Key::Enter);
-    wait(&t, "Enter this code");
-    wait(&t, "1 Sign in ✓");
-    // The wizard moved on by itself.
-    wait(&t, "Test connection");
-
-    // 2. Distributor: the demo's codes are filled in; test them.
-    t.press(Key::Enter);
-    wait(&t, "2 Distributor ✓");
-
-    // 3. Partner Center: authorise and see the customers.
-    wait(&t, "Authorise");
-    t.press(Key::Enter);
-    wait(&t, "3 Partner Center ✓");
-    wait(&t, "12 customers found");
-
-    // 4. PSA: ConnectWise, its fields filled in; Enter goes to Test connection, Enter runs it.
-    t.press(Key::Char('4'));
-    wait(&t, "Connect the PSA you bill from");
-    t.press(Key::Enter);
-    t.press(Key::Enter);
-    // Done: the wizard moves on to the Users step by itself.
-    wait(&t, "4 PSA ✓");
+    // 1. Sign in (the simulated browser approves the code; the wizard moves on by itself),
+    // 2. test the Distributor's codes, 3. authorise Partner Center, 4. connect ConnectWise
+    // (the wizard then moves on to the Users step by itself).
+    walk::sign_in(&t);
+    walk::distributor(&t);
+    walk::partner_center(&t);
+    walk::psa_connectwise(&t);
 
     // 5. Users: load the tenant's users, allow one colleague, save after the confirmation.
     wait(&t, "Press Enter to load");
@@ -73,10 +45,7 @@ fn a_newcomer_completes_the_demo_setup_with_the_keyboard() {
     }
 
     // Quit: nothing unsaved, so no question; the terminal is handed back.
-    t.press(Key::Char('q'));
-    let status = t.wait_exit(STEP).expect("cspsync exits");
-    assert!(status.success(), "{status:?}");
-    t.check_restored().unwrap();
+    quit(&mut t);
 }
 
 #[test]
@@ -108,8 +77,5 @@ fn xero_is_set_up_with_the_keyboard() {
     wait(&t, "200  Sales");
     t.press(Key::Enter);
     wait(&t, "4 PSA ✓");
-    t.press(Key::Char('q'));
-    let status = t.wait_exit(STEP).expect("cspsync exits");
-    assert!(status.success(), "{status:?}");
-    t.check_restored().unwrap();
+    quit(&mut t);
 }

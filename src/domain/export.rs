@@ -31,7 +31,7 @@ pub fn to_json(r: &Reconciliation) -> String {
     })
 }
 
-fn csv_field(s: &str) -> String {
+pub(super) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ') {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -98,7 +98,7 @@ impl Default for TableOptions {
 }
 
 /// `s` cut or padded to exactly `n` columns (one column per character).
-fn fit(s: &str, n: usize) -> String {
+pub(super) fn fit(s: &str, n: usize) -> String {
     let count = s.chars().count();
     if count <= n {
         format!("{s}{}", " ".repeat(n - count))
@@ -111,7 +111,7 @@ fn fit(s: &str, n: usize) -> String {
     }
 }
 
-fn right(s: &str, n: usize) -> String {
+pub(super) fn right(s: &str, n: usize) -> String {
     let count = s.chars().count();
     if count >= n {
         fit(s, n)
@@ -121,7 +121,7 @@ fn right(s: &str, n: usize) -> String {
 }
 
 /// `text` wrapped at `width` columns; lines after the first are indented by `indent`.
-fn wrap(text: &str, width: usize, indent: usize) -> String {
+pub(super) fn wrap(text: &str, width: usize, indent: usize) -> String {
     let mut out = String::new();
     let body = text.trim_start_matches(' ');
     let mut line = " ".repeat(text.len() - body.len());
@@ -143,7 +143,7 @@ fn wrap(text: &str, width: usize, indent: usize) -> String {
 
 /// A product name shortened for the table (`Microsoft 365 Business Premium` → `M365 Business
 /// Premium`).
-fn short_product(name: &str) -> String {
+pub(super) fn short_product(name: &str) -> String {
     let n = name.trim();
     for (long, short) in [
         ("Microsoft 365 ", "M365 "),

@@ -16,7 +16,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::model::{
-    Billing, Overrides, ProductKey, PsaCustomerRef, PsaProductRef, Suggestion, Term,
+    Billing, CustomerOverride, Overrides, ProductKey, ProductOverride, PsaCustomerRef,
+    PsaProductRef, Suggestion, Term,
 };
 use super::names::{distinctive_words, normalise_domain, normalise_name};
 use super::psa::{ProductVia, PsaView};
@@ -138,6 +139,14 @@ pub struct UnclaimedPsaCustomer {
     pub charges: usize,
 }
 
+/// A PSA record a customer can be linked to by hand: every company (ConnectWise, Autotask)
+/// or contact (Xero) that is a candidate at all (not deleted, inactive or archived).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PsaRecord {
+    pub record: PsaCustomerRef,
+    pub name: String,
+}
+
 /// The mapping view: what is linked, how, and what is not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Mapping {
@@ -151,6 +160,9 @@ pub struct Mapping {
     pub unclaimed_psa_customers: Vec<UnclaimedPsaCustomer>,
     /// Records the PSA reading left out, and why.
     pub notes: Vec<String>,
+    /// Every PSA record a customer may be linked to by hand, by name (the manual override
+    /// picker; the ids a hand-written `[mapping]` override needs).
+    pub psa_records: Vec<PsaRecord>,
 }
 
 impl Mapping {
@@ -159,6 +171,162 @@ impl Mapping {
     pub fn unmapped_products(&self) -> usize {
         self.unmapped_psa_products.len() + self.stock_codes_without_psa_product
     }
+
+    /// The customer with this tenant id (any case).
+    pub fn customer(&self, tenant_id: &str) -> Option<&CustomerLink> {
+        let t = tenant_key(tenant_id);
+        self.customers
+            .iter()
+            .find(|c| tenant_key(&c.tenant_id) == t)
+    }
+
+    /// The name of a PSA record, when the PSA has it.
+    pub fn psa_record_name(&self, r: &PsaCustomerRef) -> Option<&str> {
+        let r = override_ref(r);
+        self.psa_records
+            .iter()
+            .find(|p| p.record == r)
+            .map(|p| p.name.as_str())
+    }
+
+    /// The customers linked to a PSA record (normally at most one).
+    pub fn customers_of(&self, r: &PsaCustomerRef) -> impl Iterator<Item = &CustomerLink> {
+        let r = override_ref(r);
+        self.customers
+            .iter()
+            .filter(move |c| c.psa.record() == Some(&r))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manual decisions
+// ---------------------------------------------------------------------------------------------
+
+/// Tenant ids compare trimmed and without case (as the reconciliation joins them).
+fn tenant_key(t: &str) -> String {
+    t.trim().to_ascii_lowercase()
+}
+
+/// PSA product references compare as the reconciliation reads overrides: Xero item codes
+/// without case, Xero description prefixes trimmed and without case.
+fn product_ref_key(r: &PsaProductRef) -> PsaProductRef {
+    match r {
+        PsaProductRef::XeroItemCode(c) => {
+            PsaProductRef::XeroItemCode(c.trim().to_ascii_uppercase())
+        }
+        PsaProductRef::XeroDescription(d) => {
+            PsaProductRef::XeroDescription(d.trim().to_lowercase())
+        }
+        other => other.clone(),
+    }
+}
+
+/// Editing the manual decisions: one decision per tenant and per PSA product, replaced (never
+/// duplicated) when it is made again. Each change returns whether anything changed.
+impl Overrides {
+    /// The manual decision for a customer, if there is one.
+    pub fn customer(&self, tenant_id: &str) -> Option<&CustomerOverride> {
+        let t = tenant_key(tenant_id);
+        self.customers
+            .iter()
+            .find(|o| tenant_key(&o.tenant_id) == t)
+    }
+
+    /// Link a customer by hand to a PSA record (`Some`), or mark it not billed in the PSA
+    /// (`None`) — e.g. accepting a [`Suggestion`]. Replaces any earlier decision for it.
+    pub fn set_customer(&mut self, tenant_id: &str, psa: Option<PsaCustomerRef>) -> bool {
+        let t = tenant_key(tenant_id);
+        let psa = psa.as_ref().map(override_ref);
+        let same = |o: &CustomerOverride| tenant_key(&o.tenant_id) == t;
+        let existing: Vec<&CustomerOverride> = self.customers.iter().filter(|o| same(o)).collect();
+        if existing.len() == 1 && existing[0].psa.as_ref().map(override_ref) == psa {
+            return false;
+        }
+        let at = self.customers.iter().position(same);
+        self.customers.retain(|o| !same(o));
+        let o = CustomerOverride {
+            tenant_id: tenant_id.trim().to_string(),
+            psa,
+        };
+        match at {
+            Some(i) => self.customers.insert(i.min(self.customers.len()), o),
+            None => self.customers.push(o),
+        }
+        true
+    }
+
+    /// Forget the manual decision for a customer: back to automatic matching.
+    pub fn remove_customer(&mut self, tenant_id: &str) -> bool {
+        let t = tenant_key(tenant_id);
+        let before = self.customers.len();
+        self.customers.retain(|o| tenant_key(&o.tenant_id) != t);
+        self.customers.len() != before
+    }
+
+    /// The manual stock code of a PSA product, if there is one.
+    pub fn product(&self, r: &PsaProductRef) -> Option<&ProductOverride> {
+        let k = product_ref_key(r);
+        self.products
+            .iter()
+            .find(|o| product_ref_key(&o.psa_product) == k)
+    }
+
+    /// Map a PSA product by hand to a stock code (stored in its canonical form). Replaces any
+    /// earlier decision for it. `false` when the code is not a licence stock code or the
+    /// decision is already there.
+    pub fn set_product(&mut self, r: &PsaProductRef, stock_code: &str) -> bool {
+        let Some(code) = ProductKey::from_stock_code(stock_code).and_then(|k| k.stock_code())
+        else {
+            return false;
+        };
+        let k = product_ref_key(r);
+        let same = |o: &ProductOverride| product_ref_key(&o.psa_product) == k;
+        let existing: Vec<&ProductOverride> = self.products.iter().filter(|o| same(o)).collect();
+        if existing.len() == 1
+            && ProductKey::from_stock_code(&existing[0].stock_code).and_then(|k| k.stock_code())
+                == Some(code.clone())
+        {
+            return false;
+        }
+        let at = self.products.iter().position(same);
+        self.products.retain(|o| !same(o));
+        let o = ProductOverride {
+            psa_product: r.clone(),
+            stock_code: code,
+        };
+        match at {
+            Some(i) => self.products.insert(i.min(self.products.len()), o),
+            None => self.products.push(o),
+        }
+        true
+    }
+
+    /// Forget the manual stock code of a PSA product: back to its own identifier.
+    pub fn remove_product(&mut self, r: &PsaProductRef) -> bool {
+        let k = product_ref_key(r);
+        let before = self.products.len();
+        self.products
+            .retain(|o| product_ref_key(&o.psa_product) != k);
+        self.products.len() != before
+    }
+}
+
+/// Every PSA record a customer may be linked to, by name.
+pub(crate) fn psa_records(view: Option<&PsaView>) -> Vec<PsaRecord> {
+    let Some(view) = view else {
+        return Vec::new();
+    };
+    let mut out: Vec<PsaRecord> = view
+        .customers
+        .iter()
+        .map(|p| PsaRecord {
+            record: p.r.clone(),
+            name: p.name.clone(),
+        })
+        .collect();
+    out.sort_by(|a, b| (a.name.to_lowercase(), &a.record).cmp(&(b.name.to_lowercase(), &b.record)));
+    out.dedup_by(|a, b| a.record == b.record);
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -176,6 +344,12 @@ pub(crate) struct CustomerFacts {
     pub domains: Vec<String>,
     /// What Dicker Data bills it: stock code → confirmed quantity (for suggestions).
     pub billed: BTreeMap<ProductKey, Decimal>,
+}
+
+/// A PSA record reference in the form the reconciliation compares (Xero contact ids without
+/// case), so a decision written by hand matches the record it names.
+pub fn canonical_ref(r: &PsaCustomerRef) -> PsaCustomerRef {
+    override_ref(r)
 }
 
 fn override_ref(r: &PsaCustomerRef) -> PsaCustomerRef {
@@ -647,4 +821,224 @@ pub(crate) fn map_products(
         });
     }
     (links, without, unmapped)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::{Duration, TimeZone, Utc};
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::domain::model::{Options, Status};
+    use crate::engine::fetch::{ConnectWiseSnapshot, CustomerFetch, PsaSnapshot, Snapshot};
+
+    const T1: &str = "b44bb1fb-c595-45b0-9e09-d657365580bf";
+    const BP_P1Y: &str = "P1Y:CFQ7TTC0LCHC:0002:1:";
+
+    fn de<T: serde::de::DeserializeOwned>(v: Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// Redgum Wealth: 7 seats of Business Premium at Microsoft and Dicker Data; ConnectWise
+    /// bills "City Wealth" 7 seats under the mapped catalog item 731 and 3 seats of an add-on
+    /// under the unmapped legacy item 747. Nothing matches by name or domain.
+    fn snapshot() -> Snapshot {
+        let now = Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap();
+        let sub = |id: &str, offer: &str, qty: u32| {
+            json!({"id": id, "offerId": format!("{offer}:CFQ7TTC0K5DJ"),
+                   "offerName": "Microsoft 365 Business Premium", "quantity": qty, "status": "active",
+                   "billingCycle": "monthly", "termDuration": "P1Y",
+                   "creationDate": (now - Duration::days(400)).to_rfc3339(),
+                   "effectiveStartDate": (now - Duration::days(35)).to_rfc3339(),
+                   "commitmentEndDate": (now + Duration::days(330)).to_rfc3339()})
+        };
+        let customer = CustomerFetch {
+            customer: de(json!({"id": T1, "companyProfile": {"tenantId": T1,
+                "companyName": "Redgum Wealth Pty Ltd", "domain": "redgum.onmicrosoft.com"}})),
+            subscriptions: Ok(vec![
+                de(sub("s1", "CFQ7TTC0LCHC:0002", 7)),
+                de(sub("s2", "CFQ7TTC0LDPB:0001", 3)),
+            ]),
+            graph: Ok(crate::engine::fetch::GraphTenant {
+                skus: vec![],
+                subscriptions: vec![],
+            }),
+        };
+        let dd = |sub: &str, code: &str, qty: u32| {
+            de(
+                json!({"TenantId": T1, "SubscriptionReference": format!("R-{sub}"),
+                      "CompanyName": "REDGUM WEALTH PTY LTD", "StockCode": code, "SubscriptionId": sub,
+                      "Status": "ACTIVE", "BillingFrequency": "Monthly", "ConfirmedQuantity": qty}),
+            )
+        };
+        let addition = |id: u64, item: u64, qty: i64| {
+            de(
+                json!({"id": id, "product": {"id": item}, "quantity": qty, "unitPrice": 32.90,
+                      "billCustomer": "Billable", "agreementId": 1300}),
+            )
+        };
+        let cw = ConnectWiseSnapshot {
+            companies: vec![
+                de(
+                    json!({"id": 300, "identifier": "CITYW", "name": "City Wealth",
+                          "types": [{"id": 1, "name": "Client"}]}),
+                ),
+                de(
+                    json!({"id": 301, "identifier": "HARB", "name": "Harbour Wealth Advisers",
+                          "types": [{"id": 1, "name": "Client"}]}),
+                ),
+            ],
+            agreements: vec![de(
+                json!({"id": 1300, "name": "Microsoft CSP", "company": {"id": 300},
+                       "agreementStatus": "Active", "billingCycle": {"id": 1, "name": "Monthly"}}),
+            )],
+            additions: BTreeMap::from([(1300, vec![addition(1, 731, 7), addition(2, 747, 3)])]),
+            catalog: vec![
+                de(
+                    json!({"id": 731, "identifier": "M365BP-P1Y", "price": 32.90,
+                          "description": "Microsoft 365 Business Premium (NCE, 1 year)",
+                          "vendorSku": BP_P1Y}),
+                ),
+                de(
+                    json!({"id": 747, "identifier": "LEGACY-ADDON", "price": 5.00,
+                          "description": "Legacy add-on licences"}),
+                ),
+            ],
+        };
+        Snapshot {
+            started: now - Duration::seconds(5),
+            finished: now,
+            customers: vec![customer],
+            gdap: Ok(vec![]),
+            dicker_data: Ok(vec![
+                dd("s1", BP_P1Y, 7),
+                dd("s2", "P1Y:CFQ7TTC0LDPB:0001:1:", 3),
+            ]),
+            psa: Some(Ok(PsaSnapshot::ConnectWise(cw))),
+        }
+    }
+
+    fn run(snap: &Snapshot, overrides: &Overrides) -> crate::domain::Reconciliation {
+        crate::domain::reconcile(
+            snap,
+            &Options {
+                overrides: overrides.clone(),
+                ..Options::default()
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn accepting_suggestions_maps_the_customer_and_product_on_the_next_reconcile() {
+        let snap = snapshot();
+        let mut overrides = Overrides::default();
+        let r = run(&snap, &overrides);
+        assert_eq!(r.summary.unmapped_customers, 1);
+        assert!(r.lines.iter().all(|l| l.psa_qty.is_none()));
+        assert!(r.lines.iter().all(|l| l.has(Status::UnmappedCustomer)));
+        // Every candidate record is there for the manual picker, by name.
+        let names: Vec<&str> = r
+            .mapping
+            .psa_records
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, ["City Wealth", "Harbour Wealth Advisers"]);
+
+        // Accept the top suggestion (City Wealth: same stock code, same quantity).
+        let c = r.mapping.customer(&T1.to_uppercase()).unwrap();
+        let PsaLink::Unmapped { suggestions } = &c.psa else {
+            panic!("not unmapped: {:?}", c.psa);
+        };
+        assert_eq!(suggestions[0].label, "City Wealth");
+        assert!(overrides.set_customer(&c.tenant_id, Some(suggestions[0].target.clone())));
+        // Accepting again (or with another case) changes nothing and never duplicates.
+        assert!(!overrides.set_customer(&T1.to_uppercase(), Some(suggestions[0].target.clone())));
+        assert_eq!(overrides.customers.len(), 1);
+
+        let r = run(&snap, &overrides);
+        assert_eq!(r.summary.unmapped_customers, 0);
+        assert!(matches!(
+            r.mapping.customer(T1).unwrap().psa,
+            PsaLink::Mapped {
+                reason: MatchReason::Manual,
+                ..
+            }
+        ));
+        let bp = r
+            .lines
+            .iter()
+            .find(|l| l.stock_code.as_deref() == Some(BP_P1Y))
+            .unwrap();
+        assert_eq!(bp.psa_qty, Some(Decimal::from(7)));
+        assert_eq!(bp.statuses, vec![Status::InLine]);
+        // The add-on is billed under a product without a stock code, and its stock code has
+        // no PSA product.
+        assert_eq!(r.mapping.unmapped_psa_products.len(), 1);
+        assert_eq!(r.mapping.stock_codes_without_psa_product, 1);
+        assert_eq!(r.summary.unmapped_products, 2);
+        let u = &r.mapping.unmapped_psa_products[0];
+        assert_eq!(u.product, PsaProductRef::ConnectwiseCatalogItem(747));
+        let code = u.suggestions[0].target.clone();
+        assert_eq!(code, "P1Y:CFQ7TTC0LDPB:0001:1:");
+        assert!(overrides.set_product(&u.product, &code.to_lowercase()));
+        assert!(!overrides.set_product(&u.product, &code));
+        assert_eq!(overrides.products[0].stock_code, code, "stored canonical");
+
+        let r = run(&snap, &overrides);
+        assert_eq!(r.summary.unmapped_products, 0);
+        let addon = r
+            .lines
+            .iter()
+            .find(|l| l.stock_code.as_deref() == Some(code.as_str()))
+            .unwrap();
+        assert_eq!(addon.psa_qty, Some(Decimal::from(3)));
+        assert!(r.lines.iter().all(|l| l.is_in_line()), "{:#?}", r.lines);
+
+        // Another PSA record replaces the decision; removing it goes back to automatic.
+        assert!(overrides.set_customer(T1, Some(PsaCustomerRef::ConnectwiseCompany(301))));
+        assert_eq!(overrides.customers.len(), 1);
+        assert_eq!(
+            overrides.customer(T1).unwrap().psa,
+            Some(PsaCustomerRef::ConnectwiseCompany(301))
+        );
+        assert!(overrides.set_customer(T1, None));
+        assert_eq!(overrides.customers.len(), 1);
+        assert!(overrides.remove_customer(&T1.to_uppercase()));
+        assert!(!overrides.remove_customer(T1));
+        assert!(overrides.remove_product(&PsaProductRef::ConnectwiseCatalogItem(747)));
+        assert_eq!(run(&snap, &overrides).summary.unmapped_customers, 1);
+    }
+
+    #[test]
+    fn product_decisions_compare_as_the_reconciliation_reads_them() {
+        let mut o = Overrides::default();
+        assert!(!o.set_product(&PsaProductRef::XeroItemCode("X".into()), "LEGACY-M365"));
+        assert!(
+            o.products.is_empty(),
+            "not a licence stock code: nothing stored"
+        );
+        assert!(o.set_product(&PsaProductRef::XeroItemCode("m365bp".into()), BP_P1Y));
+        assert!(o.set_product(
+            &PsaProductRef::XeroItemCode(" M365BP ".into()),
+            "P1M:CFQ7TTC0LCHC:0002:1:"
+        ));
+        assert_eq!(o.products.len(), 1);
+        assert!(
+            o.product(&PsaProductRef::XeroItemCode("M365BP".into()))
+                .is_some()
+        );
+        assert!(o.set_product(
+            &PsaProductRef::XeroDescription("Microsoft 365".into()),
+            BP_P1Y
+        ));
+        assert!(!o.set_product(
+            &PsaProductRef::XeroDescription("microsoft 365 ".into()),
+            BP_P1Y
+        ));
+        assert_eq!(o.products.len(), 2);
+    }
 }

@@ -11,6 +11,9 @@ pub mod export;
 pub mod mapping;
 pub mod model;
 pub mod names;
+pub mod partial;
+pub mod plan;
+pub mod plan_export;
 pub(crate) mod psa;
 pub mod reconcile;
 pub mod sync;
@@ -21,4 +24,5 @@ pub use model::{
     ProductKey, ProductOverride, PsaCustomerRef, PsaProductRef, Reconciliation, SourceRecord,
     Status, Suggestion, Summary, Term,
 };
+pub use partial::reconcile_partial;
 pub use reconcile::{CANCEL_WINDOW_HOURS, reconcile, stock_codes};

@@ -43,6 +43,21 @@ pub const CANCEL_WINDOW_HOURS: i64 = 168;
 /// report every line as a mismatch. A customer that could not be read is left out and listed
 /// in [`Summary::customers_not_read`].
 pub fn reconcile(snap: &Snapshot, opts: &Options) -> Result<Reconciliation, ApiError> {
+    reconcile_scoped(snap, &[], true, opts)
+}
+
+/// [`reconcile`] of a snapshot whose Microsoft side may be incomplete (docs/reconcile.md "While
+/// the fetch runs"): `pending` are customers Partner Center listed whose data has not arrived;
+/// with `listing_complete` false, a tenant only Dicker Data knows may still be one. Those
+/// customers make no line — their Dicker Data lines and PSA charges wait for their data — but
+/// take part in the customer mapping, so a link is decided exactly as it will be at the end.
+/// With no pending customer and a complete listing this is [`reconcile`].
+pub(crate) fn reconcile_scoped(
+    snap: &Snapshot,
+    pending: &[pc::Customer],
+    listing_complete: bool,
+    opts: &Options,
+) -> Result<Reconciliation, ApiError> {
     let distributor = snap.dicker_data.as_ref().map_err(Clone::clone)?;
     let psa_snap = match &snap.psa {
         None => None,
@@ -52,6 +67,7 @@ pub fn reconcile(snap: &Snapshot, opts: &Options) -> Result<Reconciliation, ApiE
     let now = opts.now.unwrap_or(snap.finished);
     let view = psa_snap.map(|p| PsaView::read(p, &opts.overrides, now));
     let mut r = Run::new(snap, distributor, view.as_ref(), opts, now);
+    r.add_pending(pending, listing_complete);
     r.microsoft_and_distributor();
     let links = r.map_customers();
     r.psa_charges(&links);
@@ -102,6 +118,8 @@ struct Cust<'a> {
     graph_problem: Option<String>,
     dd_name: Option<String>,
     domains: Vec<String>,
+    /// Waiting for its Microsoft data (a partial reconciliation): makes no line yet.
+    pending: bool,
     /// Active purchased seats per Graph sku.
     purchased_by_sku: HashMap<String, i64>,
     /// `PRODUCT:SKU` → Graph sku, from any linked subscription of the tenant.
@@ -151,6 +169,9 @@ struct Run<'a> {
     /// PSA charges without a stock code, per customer.
     unmapped_charges: HashMap<usize, Vec<&'a PsaCharge>>,
     unclaimed: BTreeMap<PsaCustomerRef, usize>,
+    /// Whether every Partner Center customer is known (else a tenant only Dicker Data knows
+    /// is pending: it may still be listed).
+    listing_complete: bool,
 }
 
 fn lower(s: &str) -> String {
@@ -341,6 +362,7 @@ impl<'a> Run<'a> {
                 graph_problem,
                 dd_name: None,
                 domains,
+                pending: false,
                 purchased_by_sku: HashMap::new(),
                 sku_by_product: HashMap::new(),
             });
@@ -358,6 +380,37 @@ impl<'a> Run<'a> {
             skipped_azure: 0,
             unmapped_charges: HashMap::new(),
             unclaimed: BTreeMap::new(),
+            listing_complete: true,
+        }
+    }
+
+    /// Customers listed whose data is still to come (a partial reconciliation).
+    fn add_pending(&mut self, pending: &[pc::Customer], listing_complete: bool) {
+        self.listing_complete = listing_complete;
+        for c in pending {
+            let key = lower(&c.id);
+            if self.by_tenant.contains_key(&key) {
+                continue;
+            }
+            let mut domains = c.custom_domains.clone();
+            if let Some(d) = c.domain() {
+                domains.push(d.to_string());
+            }
+            self.by_tenant.insert(key, self.custs.len());
+            self.custs.push(Cust {
+                tenant_id: c.id.clone(),
+                name: c.name().to_string(),
+                at_microsoft: true,
+                fetch: None,
+                not_read: None,
+                graph: None,
+                graph_problem: None,
+                dd_name: None,
+                domains,
+                pending: true,
+                purchased_by_sku: HashMap::new(),
+                sku_by_product: HashMap::new(),
+            });
         }
     }
 
@@ -387,6 +440,7 @@ impl<'a> Run<'a> {
             graph_problem: None,
             dd_name: l.company_name.clone(),
             domains: l.tenant_description.iter().cloned().collect(),
+            pending: !self.listing_complete,
             purchased_by_sku: HashMap::new(),
             sku_by_product: HashMap::new(),
         });
@@ -513,7 +567,8 @@ impl<'a> Run<'a> {
             if was_linked {
                 continue;
             }
-            if self.custs[ci].not_read.is_some() {
+            // Not read, or (while the fetch runs) not in yet: its lines wait for its data.
+            if self.custs[ci].not_read.is_some() || self.custs[ci].pending {
                 continue;
             }
             let Some((key, unknown)) = dd_key(l) else {
@@ -593,7 +648,7 @@ impl<'a> Run<'a> {
         let by_ref: HashMap<&PsaCustomerRef, usize> = links
             .iter()
             .enumerate()
-            .filter(|(ci, _)| self.custs[*ci].not_read.is_none())
+            .filter(|(ci, _)| self.custs[*ci].not_read.is_none() && !self.custs[*ci].pending)
             .filter_map(|(ci, l)| l.record().map(|r| (r, ci)))
             .collect();
         let mapped_anywhere: BTreeSet<&PsaCustomerRef> =
@@ -1256,6 +1311,7 @@ impl<'a> Run<'a> {
             unmapped_psa_products,
             unclaimed_psa_customers,
             notes: self.view.map(|v| v.notes.clone()).unwrap_or_default(),
+            psa_records: mapping::psa_records(self.view),
         };
         let mut by_status: BTreeMap<Status, usize> = Status::ALL.iter().map(|s| (*s, 0)).collect();
         for l in &lines {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::api::autotask::{self as at, AutotaskClient, Filter, Query};
@@ -160,13 +160,53 @@ pub async fn fetch(
     sources: &Sources,
     progress: &watch::Sender<FetchProgress>,
 ) -> Result<Snapshot, ApiError> {
+    fetch_streaming(sources, progress, None).await
+}
+
+/// What a streaming fetch reports as it goes ([`fetch_streaming`]), so a caller can show
+/// results before the end. Each item is a copy of what goes into the final [`Snapshot`],
+/// which is the same with or without a listener.
+#[derive(Debug, Clone)]
+pub enum FetchEvent {
+    /// A page of Partner Center customers; each one's data follows as a `Customer` event.
+    Listed(Vec<pc::Customer>),
+    /// Partner Center's customer list is complete (every customer has been `Listed`).
+    ListingDone,
+    /// One customer's Microsoft data, complete (subscriptions and Graph).
+    Customer(Box<CustomerFetch>),
+    /// Dicker Data's CSP subscriptions.
+    DickerData(Result<Vec<dd::Subscription>, ApiError>),
+    /// The PSA's state; `None` when no PSA is fetched.
+    Psa(Option<Result<PsaSnapshot, ApiError>>),
+}
+
+/// A listener for [`FetchEvent`]s. Unbounded on purpose: the fetch never waits for a slow
+/// listener, and what it holds is at most the snapshot itself.
+pub type FetchEvents = mpsc::UnboundedSender<FetchEvent>;
+
+fn emit(events: Option<&FetchEvents>, make: impl FnOnce() -> FetchEvent) {
+    if let Some(tx) = events {
+        // A listener that went away only stops the copies, never the fetch.
+        let _ = tx.send(make());
+    }
+}
+
+/// [`fetch`], also sending each piece to `events` as soon as it is complete: every page of
+/// customers listed, each customer's Microsoft data, Dicker Data's lines and the PSA's state.
+/// Fold them into a [`LiveFetch`] to reconcile what has arrived so far.
+pub async fn fetch_streaming(
+    sources: &Sources,
+    progress: &watch::Sender<FetchProgress>,
+    events: Option<&FetchEvents>,
+) -> Result<Snapshot, ApiError> {
     let started = Utc::now();
-    let ms = fetch_microsoft(&sources.microsoft, progress);
+    let ms = fetch_microsoft(&sources.microsoft, progress, events);
     let ddf = async {
         let r = sources
             .dicker_data
             .subscriptions(SubscriptionType::Csp, None)
             .await;
+        emit(events, || FetchEvent::DickerData(r.clone()));
         progress.send_modify(|p| p.dicker_data_done = true);
         r
     };
@@ -175,6 +215,7 @@ pub async fn fetch(
             None => None,
             Some(psa) => Some(fetch_psa(psa).await),
         };
+        emit(events, || FetchEvent::Psa(r.clone()));
         progress.send_modify(|p| p.psa_done = true);
         r
     };
@@ -190,6 +231,98 @@ pub async fn fetch(
     })
 }
 
+/// A snapshot taken while the fetch runs: Dicker Data and the PSA complete, Microsoft's data
+/// for the customers done so far (`snapshot.customers`), and who is still to come.
+#[derive(Debug, Clone)]
+pub struct PartialSnapshot {
+    pub snapshot: Snapshot,
+    /// Customers Partner Center listed whose data has not arrived yet.
+    pub pending: Vec<pc::Customer>,
+    /// Whether Partner Center's customer list is complete. Until it is, a tenant only Dicker
+    /// Data knows may still turn out to be a Partner Center customer.
+    pub listing_complete: bool,
+}
+
+/// What a [`fetch_streaming`] has delivered so far: fold its events in with [`LiveFetch::apply`].
+#[derive(Debug, Clone)]
+pub struct LiveFetch {
+    pub started: DateTime<Utc>,
+    /// Every customer listed so far, in listing order.
+    pub listed: Vec<pc::Customer>,
+    pub listing_complete: bool,
+    /// Customers whose Microsoft data is in, in arrival order.
+    pub customers: Vec<CustomerFetch>,
+    pub dicker_data: Option<Result<Vec<dd::Subscription>, ApiError>>,
+    /// `Some(None)`: no PSA is fetched.
+    pub psa: Option<Option<Result<PsaSnapshot, ApiError>>>,
+}
+
+impl LiveFetch {
+    pub fn new(started: DateTime<Utc>) -> LiveFetch {
+        LiveFetch {
+            started,
+            listed: Vec::new(),
+            listing_complete: false,
+            customers: Vec::new(),
+            dicker_data: None,
+            psa: None,
+        }
+    }
+
+    pub fn apply(&mut self, event: FetchEvent) {
+        match event {
+            FetchEvent::Listed(page) => self.listed.extend(page),
+            FetchEvent::ListingDone => self.listing_complete = true,
+            FetchEvent::Customer(c) => self.customers.push(*c),
+            FetchEvent::DickerData(r) => self.dicker_data = Some(r),
+            FetchEvent::Psa(r) => self.psa = Some(r),
+        }
+    }
+
+    /// Dicker Data and the PSA are in (whether or not they could be read): what a partial
+    /// reconciliation needs besides the customers.
+    pub fn ready(&self) -> bool {
+        self.dicker_data.is_some() && self.psa.is_some()
+    }
+
+    /// The data so far as a [`PartialSnapshot`] taken at `at`; `None` until [`Self::ready`].
+    pub fn partial(&self, at: DateTime<Utc>) -> Option<PartialSnapshot> {
+        let dicker_data = self.dicker_data.clone()?;
+        let psa = self.psa.clone()?;
+        let done: std::collections::HashSet<&str> =
+            self.customers.iter().map(|c| c.tenant_id()).collect();
+        let pending = self
+            .listed
+            .iter()
+            .filter(|c| !done.contains(c.id.as_str()))
+            .cloned()
+            .collect();
+        // In listing order, as the final snapshot has them.
+        let position: std::collections::HashMap<&str, usize> = self
+            .listed
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.as_str(), i))
+            .collect();
+        let mut customers: Vec<&CustomerFetch> = self.customers.iter().collect();
+        customers.sort_by_key(|c| position.get(c.tenant_id()).copied().unwrap_or(usize::MAX));
+        Some(PartialSnapshot {
+            snapshot: Snapshot {
+                started: self.started,
+                finished: at,
+                customers: customers.into_iter().cloned().collect(),
+                // Not read by the reconciliation: each customer's Graph result already says
+                // whether GDAP let cspsync in.
+                gdap: Ok(Vec::new()),
+                dicker_data,
+                psa,
+            },
+            pending,
+            listing_complete: self.listing_complete,
+        })
+    }
+}
+
 /// GDAP state per customer tenant (lower-case id), once the relationships are listed.
 type GdapMap = BTreeMap<String, Vec<DelegatedAdminRelationship>>;
 
@@ -199,6 +332,7 @@ type GdapState = Option<Arc<Option<GdapMap>>>;
 async fn fetch_microsoft(
     ms: &MicrosoftClients,
     progress: &watch::Sender<FetchProgress>,
+    events: Option<&FetchEvents>,
 ) -> Result<
     (
         Vec<CustomerFetch>,
@@ -231,6 +365,7 @@ async fn fetch_microsoft(
         let mut index = 0usize;
         while let Some(page) = pager.next_page().await? {
             progress.send_modify(|p| p.customers_found += page.len());
+            emit(events, || FetchEvent::Listed(page.clone()));
             for customer in page {
                 let ms = ms.clone();
                 let rx = gdap_rx.clone();
@@ -239,11 +374,13 @@ async fn fetch_microsoft(
                 tasks.spawn(async move { (i, fetch_customer(&ms, customer, rx).await) });
             }
         }
+        emit(events, || FetchEvent::ListingDone);
         progress.send_modify(|p| p.customers_listed = true);
         let mut out: Vec<Option<CustomerFetch>> = (0..index).map(|_| None).collect();
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok((i, c)) => {
+                    emit(events, || FetchEvent::Customer(Box::new(c.clone())));
                     if let Some(slot) = out.get_mut(i) {
                         *slot = Some(c);
                     }

@@ -14,6 +14,7 @@
 
 pub mod distributor;
 pub mod later;
+pub mod mapping;
 pub mod partner;
 pub mod psa;
 pub mod reconcile;

@@ -6,10 +6,13 @@
 //!
 //! Keys: Enter/r run (Enter on a line: detail); ↑/↓ j/k PgUp/PgDn Home/End move; `a` shows or
 //! hides in-line lines; `s` cycles the sort column, `S` reverses; `/` filters by customer,
-//! product or status as you type (Enter keeps it, Esc clears it); `e` exports CSV, `E` JSON
-//! to the data directory; Esc closes the detail.
+//! product or status as you type (Enter keeps it, Esc clears it); `g` groups by customer;
+//! `m` opens the Mapping view (`panes::mapping`: accept suggestions, link by hand — a saved
+//! decision runs the reconciliation again); `e` exports CSV, `E` JSON to the data directory;
+//! Esc closes the detail.
 
 use std::cell::Cell;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,8 +22,15 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 use tokio::sync::mpsc::Sender;
 
+#[path = "reconcile_live.rs"]
+mod live;
+#[path = "reconcile_table.rs"]
+mod table;
 #[path = "reconcile_view.rs"]
 mod view;
+
+use table::Index;
+pub use table::{Group, LineKey, Row};
 
 use super::partner::common::Rotated;
 use super::{Hint, Step};
@@ -90,7 +100,17 @@ pub enum Format {
 pub struct State {
     pub generation: u64,
     pub phase: Phase,
+    /// What the table shows: the last result, or — while a run fetches — the customers
+    /// reconciled so far.
     pub result: Option<Arc<Reconciliation>>,
+    /// `result` is a partial reconciliation of a run still fetching.
+    pub partial: bool,
+    /// Customers whose data the partial result has.
+    pub partial_customers: usize,
+    /// The last complete result (shown again if a new run fails).
+    pub complete: Option<Arc<Reconciliation>>,
+    /// Sort and filter keys of `result`.
+    index: Arc<Index>,
     /// In-line lines shown too.
     pub show_all: bool,
     pub sort: Sort,
@@ -98,18 +118,32 @@ pub struct State {
     pub filter: String,
     /// `/` pressed: keys go to the filter.
     pub typing: bool,
-    /// Indices into `result.lines` shown, in order.
-    pub view: Vec<usize>,
+    /// One header row per customer, its lines under it.
+    pub grouped: bool,
+    /// Customers (tenant ids) whose group is collapsed.
+    pub collapsed: BTreeSet<String>,
+    /// The rows shown, in order.
+    pub view: Vec<Row>,
+    /// The customers' headers (grouped view); `Row::Group` indexes it.
+    pub groups: Vec<Group>,
     pub cursor: usize,
     /// First row drawn (kept by render so the cursor stays on screen).
     pub offset: Cell<usize>,
     /// Table rows the last render had room for (for PgUp/PgDn).
     pub view_rows: Cell<usize>,
-    /// The line whose explanation is open.
+    /// The line whose explanation is open (an index into `result.lines`).
     pub detail: Option<usize>,
     pub detail_scroll: u16,
     /// The outcome of the last export (path, or error).
     pub note: Option<(String, bool)>,
+    /// The Mapping view (`m`), open over the table.
+    pub mapping: Option<super::mapping::State>,
+}
+
+/// What the cursor is on, kept across a rebuild or a new result.
+enum Anchor {
+    Line(LineKey),
+    Group(String),
 }
 
 impl State {
@@ -121,70 +155,133 @@ impl State {
         matches!(self.phase, Phase::Running(_))
     }
 
-    /// The line under the cursor.
+    /// The line under the cursor (none on a customer's header).
     pub fn current(&self) -> Option<&Line> {
-        let i = *self.view.get(self.cursor)?;
-        self.result.as_ref()?.lines.get(i)
+        match self.view.get(self.cursor)? {
+            Row::Line(i) => self.result.as_ref()?.lines.get(*i),
+            Row::Group(_) => None,
+        }
     }
 
-    /// Rebuild `view` from the result, the in-line toggle, the filter and the sort.
+    /// The customer's header under the cursor.
+    pub fn current_group(&self) -> Option<&Group> {
+        match self.view.get(self.cursor)? {
+            Row::Group(g) => self.groups.get(*g),
+            Row::Line(_) => None,
+        }
+    }
+
+    /// The lines shown (not the headers), as indices into `result.lines`, in order.
+    pub fn shown_lines(&self) -> Vec<usize> {
+        self.view
+            .iter()
+            .filter_map(|r| match r {
+                Row::Line(i) => Some(*i),
+                Row::Group(_) => None,
+            })
+            .collect()
+    }
+
+    fn anchor(&self) -> Option<Anchor> {
+        match self.view.get(self.cursor)? {
+            Row::Line(i) => Some(Anchor::Line(LineKey::of(
+                self.result.as_ref()?.lines.get(*i)?,
+            ))),
+            Row::Group(g) => Some(Anchor::Group(self.groups.get(*g)?.tenant_id.clone())),
+        }
+    }
+
+    /// Show `r` (a partial result while the run fetches, else the final one). The cursor and
+    /// an open explanation stay on the same line as rows arrive.
+    pub fn set_result(&mut self, r: Arc<Reconciliation>, partial: bool) {
+        let anchor = self.anchor();
+        let detail = self
+            .detail
+            .and_then(|i| self.result.as_ref()?.lines.get(i).map(LineKey::of));
+        self.index = Arc::new(Index::build(&r));
+        self.detail = detail.and_then(|k| r.lines.iter().position(|l| k.is(l)));
+        if self.detail.is_none() {
+            self.detail_scroll = 0;
+        }
+        self.result = Some(r.clone());
+        self.partial = partial;
+        if !partial {
+            self.complete = Some(r);
+        }
+        self.rebuild_at(anchor, true);
+    }
+
+    /// Rebuild `view` from the result, the in-line toggle, the filter, the sort and the
+    /// grouping; the cursor stays on the row it was on when that row is still shown.
     pub fn rebuild(&mut self) {
+        let anchor = self.anchor();
+        self.rebuild_at(anchor, false);
+    }
+
+    /// `same_screen_row`: new data arrived (not a key), so the cursor's row stays where it
+    /// is on screen rather than the rows moving under it.
+    fn rebuild_at(&mut self, anchor: Option<Anchor>, same_screen_row: bool) {
         let Some(r) = self.result.clone() else {
             self.view.clear();
+            self.groups.clear();
             self.cursor = 0;
             return;
         };
         let needle = self.filter.trim().to_lowercase();
-        let mut v: Vec<usize> = r
-            .lines
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| self.show_all || !l.is_in_line())
-            .filter(|(_, l)| needle.is_empty() || matches(l, &needle))
-            .map(|(i, _)| i)
-            .collect();
-        let key = |i: &usize| r.lines.get(*i);
-        match self.sort {
-            Sort::Default => {}
-            Sort::Customer => v.sort_by_cached_key(|i| {
-                key(i).map(|l| {
-                    (
-                        l.customer_name.to_lowercase(),
-                        l.product_name.to_lowercase(),
-                    )
-                })
+        let (view, groups) = table::rows(
+            &r,
+            &self.index,
+            &table::View {
+                show_all: self.show_all,
+                sort: self.sort,
+                reverse: self.reverse,
+                needle: &needle,
+                grouped: self.grouped,
+                collapsed: &self.collapsed,
+            },
+        );
+        self.view = view;
+        self.groups = groups;
+        let old = self.cursor;
+        let found = match anchor {
+            Some(Anchor::Line(k)) => self.view.iter().position(|row| match row {
+                Row::Line(i) => r.lines.get(*i).is_some_and(|l| k.is(l)),
+                Row::Group(_) => false,
             }),
-            Sort::Product => v.sort_by_cached_key(|i| {
-                key(i).map(|l| {
-                    (
-                        l.product_name.to_lowercase(),
-                        l.customer_name.to_lowercase(),
-                    )
-                })
+            Some(Anchor::Group(t)) => self.view.iter().position(|row| match row {
+                Row::Group(g) => self.groups.get(*g).is_some_and(|g| g.tenant_id == t),
+                Row::Line(_) => false,
             }),
-            // Biggest money first: the default direction is the useful one.
-            Sort::Money => {
-                v.sort_by_cached_key(|i| std::cmp::Reverse(key(i).map(|l| l.monthly_impact)))
+            None => None,
+        };
+        match found {
+            Some(c) => {
+                if same_screen_row {
+                    // Rows arriving above it push the first row shown down by as many.
+                    let off = self.offset.get();
+                    let moved = if c >= old {
+                        off.saturating_add(c - old)
+                    } else {
+                        off.saturating_sub(old - c)
+                    };
+                    self.offset.set(moved);
+                }
+                self.cursor = c;
             }
-            Sort::Renews => {
-                v.sort_by_cached_key(|i| key(i).map(|l| (l.renewal_date.is_none(), l.renewal_date)))
-            }
-            Sort::Statuses => v.sort_by_cached_key(|i| key(i).map(|l| l.statuses.clone())),
+            None => self.cursor = old.min(self.view.len().saturating_sub(1)),
         }
-        if self.reverse {
-            v.reverse();
-        }
-        self.view = v;
-        self.cursor = self.cursor.min(self.view.len().saturating_sub(1));
     }
-}
 
-fn matches(l: &Line, needle: &str) -> bool {
-    l.customer_name.to_lowercase().contains(needle)
-        || l.product_name.to_lowercase().contains(needle)
-        || l.statuses
-            .iter()
-            .any(|s| s.label().to_lowercase().contains(needle) || s.as_str().contains(needle))
+    /// Collapse or expand the customer under the cursor (grouped view).
+    fn toggle_group(&mut self) {
+        if let Some(g) = self.current_group() {
+            let t = g.tenant_id.clone();
+            if !self.collapsed.remove(&t) {
+                self.collapsed.insert(t);
+            }
+            self.rebuild();
+        }
+    }
 }
 
 /// Background results.
@@ -193,6 +290,14 @@ pub enum Msg {
     Progress {
         generation: u64,
         progress: FetchProgress,
+    },
+    /// The customers fetched so far, reconciled (Dicker Data and the PSA complete): the table
+    /// fills while the run goes on.
+    Partial {
+        generation: u64,
+        result: Arc<Reconciliation>,
+        /// Customers whose Microsoft data is in it.
+        customers: usize,
     },
     Finished {
         generation: u64,
@@ -236,6 +341,28 @@ pub fn on_key(s: &mut State, setup: &mut Setup, key: KeyEvent) -> Vec<Effect> {
     if key.kind == KeyEventKind::Release {
         return Vec::new();
     }
+    if let Some(m) = &mut s.mapping {
+        return match super::mapping::on_key(m, setup, key) {
+            super::mapping::Action::None => Vec::new(),
+            super::mapping::Action::Close => {
+                s.mapping = None;
+                Vec::new()
+            }
+            // A decision was saved: reconcile again so the table shows it.
+            super::mapping::Action::Changed(mut effects) => {
+                if !s.running() {
+                    effects.extend(start(s, setup));
+                }
+                effects
+            }
+        };
+    }
+    if key.code == KeyCode::Char('m') && !s.typing && s.detail.is_none() && !s.partial {
+        if let Some(r) = &s.complete {
+            s.mapping = Some(super::mapping::State::new(r.clone(), setup));
+        }
+        return Vec::new();
+    }
     if s.typing {
         match key.code {
             KeyCode::Enter => s.typing = false,
@@ -254,7 +381,6 @@ pub fn on_key(s: &mut State, setup: &mut Setup, key: KeyEvent) -> Vec<Effect> {
             }
             KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
                 s.filter.push(c);
-                s.cursor = 0;
                 s.rebuild();
             }
             _ => {}
@@ -281,8 +407,12 @@ pub fn on_key(s: &mut State, setup: &mut Setup, key: KeyEvent) -> Vec<Effect> {
     let page = s.view_rows.get().max(1);
     let last = s.view.len().saturating_sub(1);
     match key.code {
-        KeyCode::Enter if s.result.is_some() && !s.view.is_empty() && !s.running() => {
-            s.detail = s.view.get(s.cursor).copied();
+        KeyCode::Enter if s.current_group().is_some() => s.toggle_group(),
+        KeyCode::Enter if s.current().is_some() => {
+            s.detail = s.view.get(s.cursor).and_then(|r| match r {
+                Row::Line(i) => Some(*i),
+                Row::Group(_) => None,
+            });
             s.detail_scroll = 0;
         }
         KeyCode::Enter | KeyCode::Char('r') if !s.running() => return start(s, setup),
@@ -294,6 +424,10 @@ pub fn on_key(s: &mut State, setup: &mut Setup, key: KeyEvent) -> Vec<Effect> {
         KeyCode::End => s.cursor = last,
         KeyCode::Char('a') if s.result.is_some() => {
             s.show_all = !s.show_all;
+            s.rebuild();
+        }
+        KeyCode::Char('g') if s.result.is_some() => {
+            s.grouped = !s.grouped;
             s.rebuild();
         }
         KeyCode::Char('s') if s.result.is_some() => {
@@ -309,6 +443,12 @@ pub fn on_key(s: &mut State, setup: &mut Setup, key: KeyEvent) -> Vec<Effect> {
         KeyCode::Esc if !s.filter.is_empty() => {
             s.filter.clear();
             s.rebuild();
+        }
+        KeyCode::Char('e' | 'E') if s.partial => {
+            s.note = Some((
+                "The run is still fetching: export once it has finished.".into(),
+                true,
+            ));
         }
         KeyCode::Char(c @ ('e' | 'E')) => {
             if let Some(r) = &s.result {
@@ -333,6 +473,15 @@ pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
             s.phase = Phase::Running(progress);
             Vec::new()
         }
+        Msg::Partial {
+            generation,
+            result,
+            customers,
+        } if generation == s.generation && s.running() => {
+            s.partial_customers = customers;
+            s.set_result(result, true);
+            Vec::new()
+        }
         Msg::Finished {
             generation,
             result,
@@ -353,13 +502,27 @@ pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
             }
             match result {
                 Ok(r) => {
-                    s.result = Some(r);
                     s.phase = Phase::Done;
-                    s.detail = None;
-                    s.cursor = 0;
-                    s.rebuild();
+                    if let Some(m) = &mut s.mapping {
+                        super::mapping::refresh(m, r.clone());
+                    }
+                    s.set_result(r, false);
                 }
-                Err(e) => s.phase = Phase::Failed(e),
+                Err(e) => {
+                    s.phase = Phase::Failed(e);
+                    // A half-filled table is not a result: back to the last complete one.
+                    if s.partial {
+                        match s.complete.clone() {
+                            Some(c) => s.set_result(c, false),
+                            None => {
+                                s.result = None;
+                                s.partial = false;
+                                s.detail = None;
+                                s.rebuild();
+                            }
+                        }
+                    }
+                }
             }
             effects
         }
@@ -375,7 +538,8 @@ pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
 }
 
 pub fn editing(s: &State) -> bool {
-    s.typing
+    // The Mapping view has its own keys (digits, Tab, q) until Esc closes it.
+    s.typing || s.mapping.is_some()
 }
 
 pub fn unsaved(_s: &State) -> bool {
@@ -394,6 +558,9 @@ pub fn status(s: &State, _setup: &Setup) -> Step {
 }
 
 pub fn hints(s: &State) -> Vec<Hint> {
+    if let Some(m) = &s.mapping {
+        return super::mapping::hints(m);
+    }
     if s.typing {
         return vec![
             Hint::new("type", "filter"),
@@ -405,7 +572,12 @@ pub fn hints(s: &State) -> Vec<Hint> {
         return vec![Hint::new("↑/↓", "scroll"), Hint::new("Esc", "close")];
     }
     let mut h = Vec::new();
-    if s.result.is_some() && !s.view.is_empty() {
+    if let Some(g) = s.current_group() {
+        h.push(Hint::new(
+            "Enter",
+            if g.collapsed { "expand" } else { "collapse" },
+        ));
+    } else if s.current().is_some() {
         h.push(Hint::new("Enter", "explain"));
     }
     if !s.running() {
@@ -423,21 +595,28 @@ pub fn hints(s: &State) -> Vec<Hint> {
                 "show all"
             },
         ));
+        h.push(Hint::new("g", if s.grouped { "ungroup" } else { "group" }));
         h.push(Hint::new("s/S", "sort"));
         h.push(Hint::new("/", "filter"));
-        h.push(Hint::new("e/E", "export"));
+        if !s.partial {
+            h.push(Hint::new("m", "mapping"));
+            h.push(Hint::new("e/E", "export"));
+        }
     }
     h
 }
 
 pub fn render(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: Rect) {
+    if let Some(m) = &s.mapping {
+        return super::mapping::render(m, setup, theme, frame, area);
+    }
     view::render(s, setup, theme, frame, area);
 }
 
 pub async fn run(cmd: Cmd, svc: Arc<Services>, tx: Sender<app::Msg>) {
     match cmd {
         Cmd::Run { generation, setup } => {
-            let (result, rotated, xero) = run_reconcile(generation, &setup, &svc, &tx).await;
+            let (result, rotated, xero) = live::run_reconcile(generation, &setup, &svc, &tx).await;
             let _ = tx
                 .send(app::Msg::Reconcile(Msg::Finished {
                     generation,
@@ -486,78 +665,4 @@ pub fn export(
         )
     })?;
     Ok(path)
-}
-
-async fn run_reconcile(
-    generation: u64,
-    setup: &Setup,
-    svc: &Services,
-    tx: &Sender<app::Msg>,
-) -> (
-    Result<Reconciliation, String>,
-    Option<Rotated>,
-    Option<Rotated>,
-) {
-    use crate::config::PsaKindSetting;
-    use crate::engine::fetch;
-    let settings = &setup.settings;
-    let secrets = &setup.secrets;
-    // No PSA chosen: reconcile Dicker Data and Microsoft only.
-    let psa = (settings.psa.kind == PsaKindSetting::None).then_some(crate::demo::PsaKind::None);
-    let (sources, xero) =
-        match crate::run::reconcile_sources(&svc.ctx, settings, secrets, psa).await {
-            Ok(s) => s,
-            Err(e) => return (Err(sentence(e)), None, None),
-        };
-    let (ptx, mut prx) = tokio::sync::watch::channel(FetchProgress::default());
-    let fwd_tx = tx.clone();
-    let forward = tokio::spawn(async move {
-        while prx.changed().await.is_ok() {
-            let progress = prx.borrow_and_update().clone();
-            let _ = fwd_tx
-                .send(app::Msg::Reconcile(Msg::Progress {
-                    generation,
-                    progress,
-                }))
-                .await;
-        }
-    });
-    let snap = fetch::fetch(&sources, &ptx).await;
-    drop(ptx);
-    let _ = forward.await;
-    let rotated = Rotated::of(
-        secrets.microsoft_refresh_token.as_deref(),
-        sources.microsoft.session.refresh_token().secret(),
-    );
-    let xero = xero.and_then(|x| {
-        Rotated::of(
-            secrets.xero_refresh_token.as_deref(),
-            x.refresh_token().secret(),
-        )
-    });
-    let snap = match snap {
-        Ok(s) => s,
-        Err(e) => return (Err(format!("{e}. {}", e.hint())), rotated, xero),
-    };
-    // Without Dicker Data's prices the money comes from the PSA (as the reconcile command).
-    let prices = crate::run::distributor_prices(&sources.dicker_data, &snap)
-        .await
-        .unwrap_or_default();
-    let opts = crate::domain::Options {
-        prices,
-        ..crate::domain::Options::default()
-    };
-    let r = crate::domain::reconcile(&snap, &opts).map_err(|e| format!("{e}. {}", e.hint()));
-    (r, rotated, xero)
-}
-
-/// The setup message as one sentence pointing at the tabs, not the command line.
-fn sentence(e: String) -> String {
-    let e = e.replace(
-        "finish the setup (run `cspsync` and complete the wizard) or check it with `cspsync doctor`",
-        "finish the setup tabs first",
-    );
-    let mut e = e.trim_end_matches('.').to_string();
-    e.push('.');
-    e
 }
