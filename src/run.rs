@@ -905,7 +905,7 @@ fn sync_actor(cli: &Cli, f: Option<&Fetched>) -> Result<crate::audit::Actor, Str
     if cli.demo {
         let admin = f
             .and_then(|f| f.demo.as_ref())
-            .and_then(|d| d.world.msp.users.first());
+            .and_then(|d| crate::sim::entra::default_admin(&d.world));
         return Ok(admin.map_or_else(
             || Actor::new("", "demo admin"),
             |u| Actor::new(u.id.clone(), u.user_principal_name.clone()),
@@ -1014,11 +1014,7 @@ async fn apply_headless(
     // The journal and the audit log: in the data directory; in the demo (a world that starts
     // afresh every run) the journal in memory and the audit log in the demo's directory.
     let (_tmp, journal, audit_dir) = match &f.real {
-        Some(real) => (
-            None,
-            Journal::open(&real.config)?,
-            real.config.clone(),
-        ),
+        Some(real) => (None, Journal::open(&real.config)?, real.config.clone()),
         None => {
             let (config, tmp) = demo_config_dir(cli)?;
             (tmp, Journal::memory(), config)
@@ -1090,13 +1086,13 @@ async fn apply_headless(
                     }
                     eprintln!("{line}");
                 }
-                ApplyEvent::Retry { message, .. } => {
-                    // At most one line every few seconds: a throttled API is said, not shouted.
-                    if last_retry.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(5))
-                    {
-                        eprintln!("cspsync: {message}");
-                        last_retry = Some(std::time::Instant::now());
-                    }
+                // At most one line every few seconds: a throttled API is said, not shouted.
+                ApplyEvent::Retry { message, .. }
+                    if last_retry
+                        .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(5)) =>
+                {
+                    eprintln!("cspsync: {message}");
+                    last_retry = Some(std::time::Instant::now());
                 }
                 _ => {}
             }
@@ -1122,8 +1118,8 @@ async fn apply_headless(
                 w.op.kind(),
                 w.target
             )),
-            Outcome::Skipped { reason } if reason == apply::SKIP_NEEDS_CONFIRMATION => {
-                out.push_str(&format!(
+            Outcome::Skipped { reason } if reason == apply::SKIP_NEEDS_CONFIRMATION => out
+                .push_str(&format!(
                     "  needs confirmation (--confirm-cautions): {} · {} {}: {}\n",
                     w.customer_name,
                     w.op.kind(),
@@ -1133,8 +1129,7 @@ async fn apply_headless(
                         .map(|c| c.describe())
                         .collect::<Vec<_>>()
                         .join("; ")
-                ))
-            }
+                )),
             _ => {}
         }
     }
@@ -1186,7 +1181,8 @@ fn audit_main(cli: &Cli, args: &AuditArgs) -> Result<ExitCode, String> {
     };
     let since = match &args.since {
         Some(s) => Some(
-            crate::audit::parse_since(s, chrono::Utc::now()).map_err(|e| format!("--since: {e}"))?,
+            crate::audit::parse_since(s, chrono::Utc::now())
+                .map_err(|e| format!("--since: {e}"))?,
         ),
         None => None,
     };

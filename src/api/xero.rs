@@ -1446,8 +1446,7 @@ impl XeroClient {
             .into_iter()
             .map(|i| {
                 let failed = i.has_errors == Some(true)
-                    || i
-                        .status_attribute_string
+                    || i.status_attribute_string
                         .as_deref()
                         .is_some_and(|s| s.eq_ignore_ascii_case("ERROR"));
                 if failed {

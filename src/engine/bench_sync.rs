@@ -209,11 +209,7 @@ impl SyncReport {
                 median.as_secs_f64() / bound.as_secs_f64()
             );
         }
-        let _ = writeln!(
-            s,
-            "  429s seen: {}",
-            median_run.map_or(0, |r| r.throttled)
-        );
+        let _ = writeln!(s, "  429s seen: {}", median_run.map_or(0, |r| r.throttled));
         s
     }
 }
@@ -276,7 +272,11 @@ pub fn one_seat_off(world: &World, psa: PsaKind) -> World {
         }
         PsaKind::Xero => {
             for org in &mut w.xero.organisations {
-                for l in org.invoices.iter_mut().flat_map(|i| i.line_items.iter_mut()) {
+                for l in org
+                    .invoices
+                    .iter_mut()
+                    .flat_map(|i| i.line_items.iter_mut())
+                {
                     l.quantity += rust_decimal::Decimal::ONE;
                 }
             }
@@ -357,9 +357,7 @@ async fn timed_apply(
     let sources = demo::connect(&handle, world, psa)
         .await
         .map_err(bench_err)?;
-    let client = sources
-        .psa
-        .ok_or_else(|| bench_err("no PSA client"))?;
+    let client = sources.psa.ok_or_else(|| bench_err("no PSA client"))?;
     handle.sim.faults.reset_stats();
     // A journal on the disk, flushed before every create, as in a real apply; every write
     // applied, those with cautions too.

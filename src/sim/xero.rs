@@ -1661,7 +1661,11 @@ fn write_invoices(
                     last_number += 1;
                     invoice.invoice_number = Some(format!("INV-{last_number:04}"));
                 }
-                if let Some(n) = invoice.invoice_number.as_deref().and_then(invoice_number_value) {
+                if let Some(n) = invoice
+                    .invoice_number
+                    .as_deref()
+                    .and_then(invoice_number_value)
+                {
                     last_number = last_number.max(n);
                 }
                 match existing {
@@ -1736,7 +1740,6 @@ fn max_invoice_number(org: &XeroOrg) -> u64 {
         .max()
         .unwrap_or(0)
 }
-
 
 struct Prepared {
     invoice: XeroInvoice,
