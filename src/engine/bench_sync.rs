@@ -15,11 +15,11 @@
 //!   documents none) — a customer's writes go one after another;
 //! - Autotask: the same with `c` = 3 threads per object endpoint (§6.5): every write is under
 //!   `Contracts`;
-//! - Xero: drafts go [`xero::INVOICE_BATCH`] per request, one round per position in the
-//!   customers' write lists (a customer's invoice, then its bill), so round `r` needs
-//!   `ceil(n_r / 50)` requests, 5 at a time per organisation (§7.8):
-//!   `sum_r ceil(ceil(n_r / 50) / 5)`; past 60 requests, the 60-per-minute window adds a minute
-//!   per 60.
+//! - Xero: drafts go at most [`xero::INVOICE_BATCH`] per request and a customer's writes (its
+//!   invoice, then its bill) in successive requests, so the fewest requests are
+//!   `m = sum_r ceil(n_r / 50)` with `n_r` the customers with an `r`-th write; 5 at a time per
+//!   organisation (§7.8): `max(ceil(m / 5), longest customer)`; past 60 requests, the
+//!   60-per-minute window adds a minute per 60.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -95,14 +95,14 @@ pub fn estimate(plan: &Plan, caps: &Caps, latency: Duration) -> ApiEstimate {
     let longest = chains.iter().copied().max().unwrap_or(0) as u64;
     match plan.psa {
         crate::api::error::Api::Xero => {
+            // The fewest requests: every customer's r-th write in batches of 50, per r.
             let mut requests = 0u64;
-            let mut units = 0u64;
             for r in 0..longest {
                 let in_round = chains.iter().filter(|&&c| c as u64 > r).count() as u64;
-                let req = ceil(in_round, xero::INVOICE_BATCH as u64);
-                requests += req;
-                units += ceil(req, caps.xero);
+                requests += ceil(in_round, xero::INVOICE_BATCH as u64);
             }
+            // 5 at a time, and a customer's writes one request after another.
+            let units = ceil(requests, caps.xero).max(longest);
             // Request k cannot start before minute floor(k / 60).
             let minute = ceil(60_000, latency.as_millis().max(1) as u64);
             let by_rate = if requests > XERO_PER_MINUTE {
