@@ -2817,6 +2817,79 @@ pub mod xwhere {
 mod tests {
     use super::*;
 
+    fn org_with_a_draft_bill() -> XeroOrg {
+        XeroOrg {
+            tenant_id: "t".into(),
+            contacts: vec![XeroContact {
+                contact_id: "c-1".into(),
+                name: "Dicker Data".into(),
+                contact_status: "ACTIVE".into(),
+                is_supplier: true,
+                ..Default::default()
+            }],
+            accounts: vec![XeroAccount {
+                code: "310".into(),
+                status: "ACTIVE".into(),
+                account_type: "DIRECTCOSTS".into(),
+                ..Default::default()
+            }],
+            invoices: vec![XeroInvoice {
+                invoice_id: "b-1".into(),
+                invoice_type: "ACCPAY".into(),
+                contact_id: "c-1".into(),
+                invoice_number: Some("BILL-1".into()),
+                status: "DRAFT".into(),
+                line_amount_types: "Exclusive".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_refused_batch_leaves_the_organisation_as_it_was() {
+        let mut org = org_with_a_draft_bill();
+        let before = serde_json::to_value(&org).unwrap();
+        let body = json!({"Invoices": [
+            {"Type": "ACCPAY", "InvoiceNumber": "BILL-1", "Contact": {"ContactID": "c-1"},
+             "LineItems": [{"Description": "x", "Quantity": 2, "UnitAmount": 3, "AccountCode": "310"}]},
+            {"Type": "ACCREC", "Contact": {"ContactID": "c-1"}},
+            {"Type": "ACCPAY", "Contact": {"ContactID": "nobody"}},
+        ]})
+        .to_string();
+        let headers = HeaderMap::new();
+        let req = ApiReq {
+            method: &Method::POST,
+            params: vec![],
+            headers: &headers,
+            body: body.as_bytes(),
+        };
+        let (status, _, created, updated) = write_invoices(&mut org, &req, Mode::Upsert, None);
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!((created, updated), (0, 0));
+        assert_eq!(serde_json::to_value(&org).unwrap(), before);
+        // Item by item, the valid ones are kept and numbered from the highest before.
+        let req = ApiReq {
+            params: vec![("summarizeErrors".into(), "false".into())],
+            ..req
+        };
+        org.invoices[0].invoice_number = Some("BILL-1".into());
+        org.invoices.push(XeroInvoice {
+            invoice_id: "r-7".into(),
+            invoice_type: "ACCREC".into(),
+            contact_id: "c-1".into(),
+            invoice_number: Some("INV-0007".into()),
+            status: "PAID".into(),
+            ..Default::default()
+        });
+        let (status, _, created, updated) = write_invoices(&mut org, &req, Mode::Upsert, None);
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!((created, updated), (1, 1));
+        assert_eq!(org.invoices.len(), 3);
+        assert_eq!(org.invoices[0].line_items.len(), 1);
+        assert_eq!(org.invoices[2].invoice_number.as_deref(), Some("INV-0008"));
+    }
+
     #[test]
     fn totals_follow_the_line_amount_type() {
         let mut inv = XeroInvoice {
