@@ -1040,12 +1040,22 @@ async fn apply_headless(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<ApplyEvent>(1024);
     let (ptx, _prx) = tokio::sync::watch::channel(ApplyProgress::default());
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    // Ctrl-C cancels cleanly: customers under way finish, no new one starts.
+    // Ctrl-C cancels cleanly: customers under way finish, no new one starts. A second Ctrl-C
+    // stops at once (the journal lets the next apply check what was under way).
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("cspsync: cancelling: the customers under way finish, no new one starts");
+            eprintln!(
+                "cspsync: cancelling: the customers under way finish, no new one starts (Ctrl-C again stops at once)"
+            );
             let _ = cancel_tx.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "cspsync: stopped; the next `sync --apply` checks the writes that were under way before sending them"
+                );
+                std::process::exit(130);
+            }
         }
+        std::future::pending::<std::convert::Infallible>().await
     };
     let total = customers.len();
     let names: HashMap<String, (&str, usize)> = {
@@ -1099,15 +1109,9 @@ async fn apply_headless(
         }
     };
     let work = apply::apply(&psa, plan, &selected, ctx, tx, &ptx, cancel_rx);
-    let main = async { tokio::join!(work, printer).0 };
-    tokio::pin!(main);
-    tokio::pin!(ctrl_c);
-    let mut ctrl_c_seen = false;
-    let report = loop {
-        tokio::select! {
-            r = &mut main => break r,
-            _ = &mut ctrl_c, if !ctrl_c_seen => ctrl_c_seen = true,
-        }
+    let report = tokio::select! {
+        (r, ()) = async { tokio::join!(work, printer) } => r,
+        never = ctrl_c => match never {},
     };
     let mut out = format!("Applied to {psa_name}: {}\n", report.summary_line());
     for (w, o) in plan.writes.iter().zip(&report.outcomes) {

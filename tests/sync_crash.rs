@@ -238,3 +238,82 @@ async fn kill_9_mid_apply_then_apply_again_converges() {
     drop(clean_sim);
     drop(sim);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_cancels_cleanly_and_a_new_apply_finishes() {
+    let w = world();
+    let (clean_sim, clean_dir) = setup(&w).await;
+    let (code, stdout, stderr) = apply_to_the_end(clean_dir.path().to_path_buf()).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let clean = autotask_state(&clean_sim).await;
+
+    let (sim, dir) = setup(&w).await;
+    reqwest::Client::new()
+        .post(format!("{}/faults", sim.urls().control))
+        .body("latency=60ms")
+        .send()
+        .await
+        .unwrap();
+    let args = apply_args(dir.path());
+    let (code, stdout, seen) = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cspsync"))
+            .args(&args)
+            .env_remove("CSPSYNC_CONFIG_DIR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let mut seen = Vec::new();
+        let mut finished = 0;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if line.starts_with('[') {
+                finished += 1;
+            }
+            seen.push(line);
+            if finished == 3 {
+                let ok = Command::new("kill")
+                    .args(["-INT", &child.id().to_string()])
+                    .status()
+                    .unwrap();
+                assert!(ok.success());
+                break;
+            }
+        }
+        seen.extend(lines.map_while(Result::ok));
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            seen,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1, "{stdout}{seen:?}");
+    assert!(stdout.contains("(cancelled)"), "{stdout}");
+    assert!(seen.iter().any(|l| l.contains("cancelling")), "{seen:?}");
+    // Every customer is done or untouched: none half-done (its lines say done or skipped).
+    assert!(
+        seen.iter()
+            .filter(|l| l.starts_with('['))
+            .all(|l| l.contains(": done (") || l.contains(": skipped (")),
+        "{seen:?}"
+    );
+    let partial = autotask_state(&sim).await;
+    assert!(partial.1.len() < clean.1.len());
+
+    reqwest::Client::new()
+        .post(format!("{}/faults", sim.urls().control))
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    let (code, stdout, stderr) = apply_to_the_end(dir.path().to_path_buf()).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(autotask_state(&sim).await, clean);
+    drop(clean_sim);
+    drop(sim);
+}
