@@ -206,6 +206,8 @@ struct Customer {
     tenant: String,
     /// Selected writes still to be decided.
     work: Vec<usize>,
+    /// Every selected write of the customer (those decided before anything is sent too).
+    selected: Vec<usize>,
 }
 
 /// Apply the selected writes of `plan` (`selected[i]` for `plan.writes[i]`; missing = not
@@ -420,6 +422,7 @@ impl Run<'_> {
                     customers.push(Customer {
                         tenant: w.customer_tenant_id.clone(),
                         work: Vec::new(),
+                        selected: Vec::new(),
                     });
                     customers.len() - 1
                 });
@@ -429,6 +432,7 @@ impl Run<'_> {
                 });
                 continue;
             }
+            customers[c].selected.push(i);
             if w.system != api {
                 outcomes[i] = Some(Outcome::Failed {
                     error: format!(
@@ -447,13 +451,7 @@ impl Run<'_> {
             customers[c].work.push(i);
         }
         // A customer with nothing to send still shows as finished (its writes were decided).
-        customers.retain(|c| {
-            !c.work.is_empty()
-                || self.plan.writes.iter().enumerate().any(|(i, w)| {
-                    w.customer_tenant_id.eq_ignore_ascii_case(&c.tenant)
-                        && selected.get(i).copied().unwrap_or(false)
-                })
-        });
+        customers.retain(|c| !c.selected.is_empty());
         customers
     }
 
@@ -639,16 +637,10 @@ impl Run<'_> {
 
     fn final_state(&self, c: &Customer) -> CustomerState {
         let o = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
-        let mine: Vec<&Outcome> = self
-            .plan
-            .writes
+        let mine: Vec<&Outcome> = c
+            .selected
             .iter()
-            .enumerate()
-            .filter(|(_, w)| w.customer_tenant_id.eq_ignore_ascii_case(&c.tenant))
-            .filter_map(|(i, _)| o.get(i).and_then(Option::as_ref))
-            .filter(|x| {
-                !matches!(x, Outcome::Skipped { reason } if reason.as_str() == SKIP_NOT_SELECTED)
-            })
+            .filter_map(|&i| o.get(i).and_then(Option::as_ref))
             .collect();
         if mine.iter().any(|x| matches!(x, Outcome::Failed { .. })) {
             CustomerState::Failed
