@@ -717,7 +717,10 @@ mod tests {
             table.contains("connectwise · Contoso Ltd · change quantity addition 9012 on agreement 77 · 25 → 30 · done (id 9012)"),
             "{table}"
         );
-        assert!(table.contains("failed (id 9012): ConnectWise Manage said: no"), "{table}");
+        assert!(
+            table.contains("failed (id 9012): ConnectWise Manage said: no"),
+            "{table}"
+        );
     }
 
     #[test]

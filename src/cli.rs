@@ -82,6 +82,70 @@ pub enum Command {
     /// when nothing, or not everything, could be audited). With --demo: against the simulated
     /// world.
     Reconcile(ReconcileArgs),
+    /// Bring the PSA in line with Dicker Data. `--plan` prints every write it would make
+    /// (exits 0 when none is needed, 1 when some are, 2 on an error); `--apply --yes` makes
+    /// them (exits 0 when every write succeeded, 1 when some failed or were skipped, 2 on an
+    /// error). Only an operator may apply. With --demo: against the simulated world.
+    Sync(SyncArgs),
+    /// Print the audit log: sign-ins, allowed-user changes and every PSA write a sync made,
+    /// newest last.
+    Audit(AuditArgs),
+}
+
+/// Output format of `sync --plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    /// The writes grouped by customer, before → after (120 columns).
+    Table,
+    /// `{summary, writes[]}` (docs/sync.md).
+    Json,
+    /// One row per write.
+    Csv,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["plan", "apply"])))]
+pub struct SyncArgs {
+    /// Print the plan: every write that would bring the PSA to Dicker Data's quantities.
+    #[arg(long)]
+    pub plan: bool,
+    /// Plan, then make the writes (needs --yes). Progress goes to stderr, one line per
+    /// customer, then a summary.
+    #[arg(long)]
+    pub apply: bool,
+    /// With --apply: yes, make the writes without asking.
+    #[arg(long)]
+    pub yes: bool,
+    /// With --apply: also make the writes that need their own confirmation (a decrease below
+    /// the licences assigned, or outside the NCE cancellation window); without it they are
+    /// skipped.
+    #[arg(long)]
+    pub confirm_cautions: bool,
+    /// Output format of --plan.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: PlanFormat,
+    /// The PSA to sync (default: the one set up; ConnectWise with --demo).
+    #[arg(long, value_enum)]
+    pub psa: Option<crate::demo::PsaKind>,
+}
+
+/// Output format of `audit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditFormat {
+    /// One line per record (time, operator, action, details).
+    Table,
+    /// The records as a JSON array, as stored.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only records at or after this: a date (2026-05-01), a time (2026-05-01T09:00:00Z) or an
+    /// age (7d, 24h, 30m).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: AuditFormat,
 }
 
 /// Output format of `reconcile`.
@@ -126,6 +190,23 @@ pub enum BenchCommand {
     /// Fetch the full world (default 1,000 customers) at a simulated latency; print calls per
     /// API, wall time and the lower bound the latency and concurrency limits imply.
     Fetch(BenchFetchArgs),
+    /// Apply a whole plan (default 1,000 customers) at a simulated latency; print the wall
+    /// time, the calls made against the minimum, and the lower bound each PSA's documented
+    /// limits imply.
+    Sync(BenchSyncArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSyncArgs {
+    /// Simulated latency per call, in milliseconds.
+    #[arg(long, default_value_t = 40)]
+    pub latency_ms: u64,
+    /// Timed runs per PSA (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Which PSA to apply to (all three by default).
+    #[arg(long, value_enum)]
+    pub psa: Option<crate::demo::PsaKind>,
 }
 
 #[derive(Debug, Args)]

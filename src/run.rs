@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use crate::cli::{
-    BenchCommand, BenchFetchArgs, Cli, Command, ConfigCommand, FetchArgs, ReconcileArgs,
-    ReconcileFormat, SimArgs, WorldArgs,
+    AuditArgs, AuditFormat, BenchCommand, BenchFetchArgs, BenchSyncArgs, Cli, Command,
+    ConfigCommand, FetchArgs, PlanFormat, ReconcileArgs, ReconcileFormat, SimArgs, SyncArgs,
+    WorldArgs,
 };
 use crate::config::Endpoints;
 use crate::sim::{self, FaultSpec, World};
@@ -31,6 +32,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Some(Command::Doctor) => rt.block_on(crate::doctor::doctor_main(&cli)),
         Some(Command::Reconcile(ref args)) => rt.block_on(reconcile_main(&cli, args)),
+        Some(Command::Sync(ref args)) => rt.block_on(sync_main(&cli, args)),
+        Some(Command::Audit(ref args)) => audit_main(&cli, args),
+        Some(Command::Bench(BenchCommand::Sync(ref args))) => {
+            rt.block_on(bench_sync(&cli.world, args))
+        }
         None => rt.block_on(tui_main(&cli)),
     }
 }
@@ -604,14 +610,47 @@ fn save_rotated(
     config.save_secrets(&s)
 }
 
-async fn reconcile_main(cli: &Cli, args: &ReconcileArgs) -> Result<ExitCode, String> {
+// ---------------------------------------------------------------------------------------------
+// Shared by reconcile and sync: the sources, the fetch, Dicker Data's prices, the settings
+// ---------------------------------------------------------------------------------------------
+
+/// A `--demo` command's simulated world, serving while the command runs.
+pub(crate) struct DemoWorld {
+    /// Serving until dropped.
+    pub _handle: sim::SimHandle,
+    pub world: World,
+}
+
+/// Real settings in use: where they are, the secrets as read, and the Xero session (whose
+/// rotated refresh token must be saved).
+pub(crate) struct RealSetup {
+    pub config: crate::config::ConfigDir,
+    pub secrets: crate::config::Secrets,
+    pub xero: Option<std::sync::Arc<crate::auth::xero::XeroSession>>,
+}
+
+/// Everything a reconciliation (and a sync plan) starts from.
+pub(crate) struct Fetched {
+    pub sources: crate::engine::fetch::Sources,
+    pub snap: crate::engine::fetch::Snapshot,
+    pub prices: crate::domain::PriceBook,
+    /// The settings in force (the demo's own with --demo).
+    pub settings: crate::config::Settings,
+    pub real: Option<RealSetup>,
+    pub demo: Option<DemoWorld>,
+}
+
+/// Connect to every source — the simulated world with `--demo`, else the saved settings —
+/// and fetch everything, then Dicker Data's prices. `psa`: the PSA asked for on the command
+/// line (default: the one set up; ConnectWise with --demo).
+pub(crate) async fn fetch_all(
+    cli: &Cli,
+    command: &str,
+    psa: Option<crate::demo::PsaKind>,
+) -> Result<Fetched, String> {
     use crate::engine::fetch::{self, FetchProgress};
     let (tx, _rx) = tokio::sync::watch::channel(FetchProgress::default());
-    // The sim must outlive the fetch; held here until the end.
-    let mut _sim = None;
-    // The saved manual mapping decisions (none in the demo world).
-    let mut overrides = crate::domain::Overrides::default();
-    let (sources, snap) = if cli.demo {
+    let mut f = if cli.demo {
         let mut world = build_world(&cli.world)?;
         world.app.device_code_interval_secs = 1;
         let faults = fault_spec(&cli.world)?;
@@ -623,38 +662,74 @@ async fn reconcile_main(cli: &Cli, args: &ReconcileArgs) -> Result<ExitCode, Str
         .await
         .map_err(|e| format!("cannot start the simulated world: {e}"))?;
         eprintln!("signing in to the simulated world…");
-        let psa = args.psa.unwrap_or(crate::demo::PsaKind::ConnectWise);
+        let psa = psa.unwrap_or(crate::demo::PsaKind::ConnectWise);
         let sources = crate::demo::connect(&handle, &world, psa)
             .await
             .map_err(api_err)?;
-        _sim = Some(handle);
+        let settings = demo_setup(&world, &handle.urls())?.settings;
         eprintln!("fetching…");
         let snap = fetch::fetch(&sources, &tx).await.map_err(api_err)?;
-        (sources, snap)
+        Fetched {
+            sources,
+            snap,
+            prices: crate::domain::PriceBook::default(),
+            settings,
+            real: None,
+            demo: Some(DemoWorld {
+                _handle: handle,
+                world,
+            }),
+        }
     } else {
         let config = crate::config::ConfigDir::resolve(cli.config_dir.as_deref())?;
         if !config.settings_path().exists() {
             return Err(format!(
-                "cspsync is not set up yet (no settings in {}); run `cspsync` to start the setup wizard, or try `cspsync --demo reconcile`",
+                "cspsync is not set up yet (no settings in {}); run `cspsync` to start the setup wizard, or try `cspsync --demo {command}`",
                 config.dir.display()
             ));
         }
         let settings = config.load_settings()?;
         let secrets = config.load_secrets()?;
-        overrides = settings.mapping.clone();
         let ctx = crate::connect::Context::new(&settings);
-        let (sources, xero) = reconcile_sources(&ctx, &settings, &secrets, args.psa).await?;
+        let (sources, xero) = reconcile_sources(&ctx, &settings, &secrets, psa).await?;
         eprintln!("fetching…");
         let snap = fetch::fetch(&sources, &tx).await;
+        let real = RealSetup {
+            config,
+            secrets,
+            xero,
+        };
         // Save rotated sign-ins whatever the outcome: the old Xero token stops working soon.
-        if let Err(e) = save_rotated(&config, &secrets, &sources, xero.as_deref()) {
+        real.save_rotated(&sources);
+        Fetched {
+            sources,
+            snap: snap.map_err(api_err)?,
+            prices: crate::domain::PriceBook::default(),
+            settings,
+            real: Some(real),
+            demo: None,
+        }
+    };
+    f.prices = prices_or_warn(&f.sources, &f.snap).await;
+    Ok(f)
+}
+
+impl RealSetup {
+    /// Save refresh tokens the run rotated; a failure is said, not fatal.
+    fn save_rotated(&self, sources: &crate::engine::fetch::Sources) {
+        if let Err(e) = save_rotated(&self.config, &self.secrets, sources, self.xero.as_deref()) {
             eprintln!(
                 "cspsync: a renewed sign-in could not be saved ({e}); the next run may need a new sign-in"
             );
         }
-        (sources, snap.map_err(api_err)?)
-    };
-    let prices = match distributor_prices(&sources.dicker_data, &snap).await {
+    }
+}
+
+async fn prices_or_warn(
+    sources: &crate::engine::fetch::Sources,
+    snap: &crate::engine::fetch::Snapshot,
+) -> crate::domain::PriceBook {
+    match distributor_prices(&sources.dicker_data, snap).await {
         Ok(p) => p,
         Err(e) => {
             eprintln!(
@@ -662,13 +737,33 @@ async fn reconcile_main(cli: &Cli, args: &ReconcileArgs) -> Result<ExitCode, Str
             );
             crate::domain::PriceBook::default()
         }
-    };
-    let opts = crate::domain::Options {
-        prices,
-        overrides,
-        ..crate::domain::Options::default()
-    };
-    let r = crate::domain::reconcile(&snap, &opts).map_err(api_err)?;
+    }
+}
+
+impl Fetched {
+    /// Fetch again through the same clients (after an apply, to check the result).
+    pub(crate) async fn refetch(&mut self) -> Result<(), String> {
+        use crate::engine::fetch::{self, FetchProgress};
+        let (tx, _rx) = tokio::sync::watch::channel(FetchProgress::default());
+        self.snap = fetch::fetch(&self.sources, &tx).await.map_err(api_err)?;
+        self.prices = prices_or_warn(&self.sources, &self.snap).await;
+        Ok(())
+    }
+
+    /// The reconciliation, with the saved manual mapping decisions and Dicker Data's prices.
+    pub(crate) fn reconcile(&self) -> Result<crate::domain::Reconciliation, String> {
+        let opts = crate::domain::Options {
+            overrides: self.settings.mapping.clone(),
+            prices: self.prices.clone(),
+            ..crate::domain::Options::default()
+        };
+        crate::domain::reconcile(&self.snap, &opts).map_err(api_err)
+    }
+}
+
+async fn reconcile_main(cli: &Cli, args: &ReconcileArgs) -> Result<ExitCode, String> {
+    let f = fetch_all(cli, "reconcile", args.psa).await?;
+    let r = f.reconcile()?;
     let text = match args.format {
         ReconcileFormat::Json => {
             let mut t = crate::domain::export::to_json(&r);
@@ -691,28 +786,480 @@ async fn reconcile_main(cli: &Cli, args: &ReconcileArgs) -> Result<ExitCode, Str
         let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
     }
-    let s = &r.summary;
-    if s.lines_audited == 0 {
-        eprintln!(
-            "cspsync: 0 lines audited: nothing was checked (no subscriptions at Microsoft or Dicker Data)"
-        );
+    if let Some(gap) = not_audited(&r.summary) {
+        eprintln!("cspsync: {gap}");
         return Ok(ExitCode::from(2));
     }
+    Ok(if r.summary.mismatched > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Why a reconciliation did not audit everything (nothing at all, or customers not read).
+fn not_audited(s: &crate::domain::Summary) -> Option<String> {
+    if s.lines_audited == 0 {
+        return Some(
+            "0 lines audited: nothing was checked (no subscriptions at Microsoft or Dicker Data)"
+                .into(),
+        );
+    }
     if !s.customers_not_read.is_empty() {
-        eprintln!(
-            "cspsync: {} customer(s) could not be read and were not audited: {}",
+        return Some(format!(
+            "{} customer(s) could not be read and were not audited: {}",
             s.customers_not_read.len(),
             s.customers_not_read
                 .iter()
                 .map(|c| format!("{} ({})", c.name, c.reason))
                 .collect::<Vec<_>>()
                 .join("; ")
-        );
-        return Ok(ExitCode::from(2));
+        ));
     }
-    Ok(if s.mismatched > 0 {
-        ExitCode::from(1)
+    None
+}
+
+// ---------------------------------------------------------------------------------------------
+// sync
+// ---------------------------------------------------------------------------------------------
+
+/// The planner's options from the settings. With --demo, the Xero choices the setup wizard
+/// would make on the seed's organisation ([`demo_sync_options`]) where the settings have none.
+fn sync_options(f: &Fetched) -> crate::domain::sync::SyncOptions {
+    let s = &f.settings;
+    let chosen = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
+    let mut o = crate::domain::sync::SyncOptions {
+        style: s.sync.style,
+        price_overrides: s.sync.price_overrides.clone(),
+        xero_supplier_contact_id: chosen(&s.psa.xero.contact_id),
+        xero_revenue_account: chosen(&s.psa.xero.revenue_account_code),
+        xero_expense_account: chosen(&s.psa.xero.expense_account_code),
+    };
+    if let Some(d) = &f.demo {
+        let demo = demo_sync_options(&d.world);
+        o.xero_supplier_contact_id = o.xero_supplier_contact_id.or(demo.xero_supplier_contact_id);
+        o.xero_revenue_account = o.xero_revenue_account.or(demo.xero_revenue_account);
+        o.xero_expense_account = o.xero_expense_account.or(demo.xero_expense_account);
+    }
+    o
+}
+
+/// The sync options of a simulated world: its Xero organisation's Dicker Data supplier
+/// contact, first Revenue account and first direct-cost (else expense) account — the seed's
+/// Xero setup, as the wizard would choose it.
+pub fn demo_sync_options(world: &World) -> crate::domain::sync::SyncOptions {
+    let mut o = crate::domain::sync::SyncOptions::default();
+    if let Some(org) = world.xero.organisations.first() {
+        let active = |a: &&crate::sim::world::XeroAccount| a.status == "ACTIVE";
+        o.xero_supplier_contact_id = org
+            .contacts
+            .iter()
+            .find(|c| c.is_supplier && c.contact_status == "ACTIVE")
+            .map(|c| c.contact_id.clone());
+        o.xero_revenue_account = org
+            .accounts
+            .iter()
+            .filter(active)
+            .find(|a| a.account_type == "REVENUE")
+            .map(|a| a.code.clone());
+        o.xero_expense_account = org
+            .accounts
+            .iter()
+            .filter(active)
+            .find(|a| a.account_type == "DIRECTCOSTS")
+            .or_else(|| {
+                org.accounts
+                    .iter()
+                    .filter(active)
+                    .find(|a| a.account_type == "EXPENSE")
+            })
+            .map(|a| a.code.clone());
+    }
+    o
+}
+
+/// Reconcile and plan what was fetched.
+fn plan_of(
+    f: &Fetched,
+) -> Result<(crate::domain::Reconciliation, crate::domain::sync::Plan), String> {
+    let r = f.reconcile()?;
+    let today = chrono::Utc::now().date_naive();
+    let plan = crate::domain::plan::plan(&r, &f.snap, &f.prices, &sync_options(f), today)
+        .map_err(|e| e.to_string())?;
+    Ok((r, plan))
+}
+
+fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Who applies, and whether they may: only an operator (issue 6 §3). In the demo the person
+/// signed in is the world's setup admin.
+fn sync_actor(cli: &Cli, f: Option<&Fetched>) -> Result<crate::audit::Actor, String> {
+    use crate::access::Access;
+    use crate::audit::Actor;
+    if cli.demo {
+        let admin = f
+            .and_then(|f| f.demo.as_ref())
+            .and_then(|d| crate::sim::entra::default_admin(&d.world));
+        return Ok(admin.map_or_else(
+            || Actor::new("", "demo admin"),
+            |u| Actor::new(u.id.clone(), u.user_principal_name.clone()),
+        ));
+    }
+    let config = crate::config::ConfigDir::resolve(cli.config_dir.as_deref())?;
+    let settings = config.load_settings()?;
+    let secrets = config.load_secrets()?;
+    let access = crate::access::decide(&settings, secrets.microsoft_refresh_token.is_some());
+    let actor = Actor::signed_in(&settings);
+    if access.may_apply_sync() {
+        return Ok(actor);
+    }
+    let who = if actor.name.is_empty() {
+        actor.oid.clone()
     } else {
-        ExitCode::SUCCESS
+        actor.name.clone()
+    };
+    Err(match access {
+        Access::SignedOut => "nobody is signed in, so no sync can be applied: run `cspsync` and sign in as an operator first".to_string(),
+        Access::Allowed(_) => format!(
+            "only an operator may apply a sync, and {who} is a viewer: ask the admin to make you an operator in the Users tab (`cspsync sync --plan` shows the plan meanwhile)"
+        ),
+        Access::Denied { name } => format!(
+            "{name} is not one of cspsync's allowed users, so no sync can be applied: ask the admin to add you as an operator in the Users tab"
+        ),
+        _ => format!("{who} may not apply a sync: only an operator may"),
     })
+}
+
+async fn sync_main(cli: &Cli, args: &SyncArgs) -> Result<ExitCode, String> {
+    if args.apply && !args.yes {
+        return Err(
+            "`sync --apply` writes to the PSA: add --yes to confirm (see the writes first with `cspsync sync --plan`)"
+                .into(),
+        );
+    }
+    // Refuse a viewer before fetching anything (the demo's admin may).
+    if args.apply && !cli.demo {
+        sync_actor(cli, None)?;
+    }
+    let mut f = fetch_all(cli, "sync --plan", args.psa).await?;
+    let (r, plan) = plan_of(&f)?;
+    let gap = not_audited(&r.summary);
+    if let Some(g) = &gap {
+        eprintln!("cspsync: {g}; the plan covers only what was read");
+    }
+    if args.plan {
+        let text = match args.format {
+            PlanFormat::Json => {
+                let mut t = crate::domain::plan_export::to_json(&plan);
+                t.push('\n');
+                t
+            }
+            PlanFormat::Csv => crate::domain::plan_export::to_csv(&plan),
+            PlanFormat::Table => crate::domain::plan_export::to_table(&plan, 120),
+        };
+        print_stdout(&text);
+        if plan.writes.is_empty() && gap.is_none() {
+            eprintln!(
+                "cspsync: nothing to do: {} is in line with Dicker Data",
+                plan.psa.display_name()
+            );
+        }
+        return Ok(if gap.is_some() {
+            ExitCode::from(2)
+        } else if plan.writes.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let actor = sync_actor(cli, Some(&f))?;
+    let code = apply_headless(cli, args, &mut f, &plan, actor).await;
+    if let Some(real) = &f.real {
+        real.save_rotated(&f.sources);
+    }
+    code
+}
+
+/// Apply `plan` with progress on stderr (one line per customer finished), the summary on
+/// stdout, then fetch again to show what a fresh plan still holds.
+async fn apply_headless(
+    cli: &Cli,
+    args: &SyncArgs,
+    f: &mut Fetched,
+    plan: &crate::domain::sync::Plan,
+    actor: crate::audit::Actor,
+) -> Result<ExitCode, String> {
+    use crate::domain::sync::{ApplyEvent, ApplyProgress, CustomerState, Outcome};
+    use crate::engine::apply::{self, ApplyContext};
+    use crate::engine::journal::Journal;
+    use std::collections::HashMap;
+    let psa_name = plan.psa.display_name();
+    if plan.writes.is_empty() {
+        print_stdout(&format!(
+            "Nothing to do: {psa_name} is in line with Dicker Data.\n"
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let psa = f
+        .sources
+        .psa
+        .clone()
+        .ok_or_else(|| "no PSA is connected, so there is nothing to apply".to_string())?;
+    // The journal and the audit log: in the data directory; in the demo (a world that starts
+    // afresh every run) the journal in memory and the audit log in the demo's directory.
+    let (_tmp, journal, audit_dir) = match &f.real {
+        Some(real) => (None, Journal::open(&real.config)?, real.config.clone()),
+        None => {
+            let (config, tmp) = demo_config_dir(cli)?;
+            (tmp, Journal::memory(), config)
+        }
+    };
+    let ctx = ApplyContext::new(std::sync::Arc::new(journal), actor)
+        .with_audit(audit_dir.clone())
+        .confirming_cautions(args.confirm_cautions);
+    let selected = vec![true; plan.writes.len()];
+    let customers: Vec<&str> = {
+        let mut seen = std::collections::BTreeSet::new();
+        plan.writes
+            .iter()
+            .filter(|w| seen.insert(w.customer_tenant_id.to_ascii_lowercase()))
+            .map(|w| w.customer_tenant_id.as_str())
+            .collect()
+    };
+    eprintln!(
+        "applying {} write(s) for {} customer(s) to {psa_name}…",
+        plan.writes.len(),
+        customers.len()
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<ApplyEvent>(1024);
+    let (ptx, _prx) = tokio::sync::watch::channel(ApplyProgress::default());
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    // Ctrl-C cancels cleanly: customers under way finish, no new one starts. A second Ctrl-C
+    // stops at once (the journal lets the next apply check what was under way).
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "cspsync: cancelling: the customers under way finish, no new one starts (Ctrl-C again stops at once)"
+            );
+            let _ = cancel_tx.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "cspsync: stopped; the next `sync --apply` checks the writes that were under way before sending them"
+                );
+                std::process::exit(130);
+            }
+        }
+        std::future::pending::<std::convert::Infallible>().await
+    };
+    let total = customers.len();
+    let names: HashMap<String, (&str, usize)> = {
+        let mut m: HashMap<String, (&str, usize)> = HashMap::new();
+        for w in &plan.writes {
+            m.entry(w.customer_tenant_id.to_ascii_lowercase())
+                .or_insert((w.customer_name.as_str(), 0))
+                .1 += 1;
+        }
+        m
+    };
+    let printer = async {
+        let mut finished = 0usize;
+        let mut errors: HashMap<String, String> = HashMap::new();
+        let mut last_retry: Option<std::time::Instant> = None;
+        while let Some(e) = rx.recv().await {
+            match e {
+                ApplyEvent::Write {
+                    index,
+                    outcome: Outcome::Failed { error },
+                    ..
+                } => {
+                    if let Some(w) = plan.writes.get(index) {
+                        errors
+                            .entry(w.customer_tenant_id.to_ascii_lowercase())
+                            .or_insert(format!("{} {}: {error}", w.op.kind(), w.target));
+                    }
+                }
+                ApplyEvent::Customer { tenant_id, state }
+                    if state != CustomerState::Running && state != CustomerState::Queued =>
+                {
+                    finished += 1;
+                    let key = tenant_id.to_ascii_lowercase();
+                    let (name, n) = names.get(&key).copied().unwrap_or((tenant_id.as_str(), 0));
+                    let mut line = format!("[{finished}/{total}] {name}: {state} ({n} write(s))");
+                    if let Some(err) = errors.get(&key) {
+                        line.push_str(&format!(": {err}"));
+                    }
+                    eprintln!("{line}");
+                }
+                // At most one line every few seconds: a throttled API is said, not shouted.
+                ApplyEvent::Retry { message, .. }
+                    if last_retry
+                        .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(5)) =>
+                {
+                    eprintln!("cspsync: {message}");
+                    last_retry = Some(std::time::Instant::now());
+                }
+                _ => {}
+            }
+        }
+    };
+    let work = apply::apply(&psa, plan, &selected, ctx, tx, &ptx, cancel_rx);
+    let report = tokio::select! {
+        (r, ()) = async { tokio::join!(work, printer) } => r,
+        never = ctrl_c => match never {},
+    };
+    let mut out = format!("Applied to {psa_name}: {}\n", report.summary_line());
+    for (w, o) in plan.writes.iter().zip(&report.outcomes) {
+        match o {
+            Outcome::Failed { error } => out.push_str(&format!(
+                "  failed: {} · {} {}: {error}\n",
+                w.customer_name,
+                w.op.kind(),
+                w.target
+            )),
+            Outcome::Skipped { reason } if reason == apply::SKIP_NEEDS_CONFIRMATION => out
+                .push_str(&format!(
+                    "  needs confirmation (--confirm-cautions): {} · {} {}: {}\n",
+                    w.customer_name,
+                    w.op.kind(),
+                    w.target,
+                    w.cautions
+                        .iter()
+                        .map(|c| c.describe())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )),
+            _ => {}
+        }
+    }
+    for p in &report.problems {
+        out.push_str(&format!("  problem: {p}\n"));
+    }
+    out.push_str(&match (&f.real, &_tmp) {
+        (Some(_), _) => "Every write is in the audit log: `cspsync audit`.\n".to_string(),
+        (None, Some(_)) => "The demo kept its audit log in a temporary directory, now removed; give --config-dir DIR to keep it (then `cspsync --demo --config-dir DIR audit`).\n".to_string(),
+        (None, None) => format!(
+            "Every write is in the audit log: `cspsync --demo --config-dir {} audit`.\n",
+            audit_dir.dir.display()
+        ),
+    });
+    print_stdout(&out);
+    // Check the result the way the technician would: fetch, reconcile and plan again.
+    if !report.cancelled {
+        eprintln!("checking: fetching again…");
+        match f.refetch().await.and_then(|_| plan_of(f)) {
+            Ok((_, again)) if again.writes.is_empty() => print_stdout(&format!(
+                "Checked: a fresh plan has nothing to do; {psa_name} is in line with Dicker Data.\n"
+            )),
+            Ok((_, again)) => print_stdout(&format!(
+                "Checked: a fresh plan still has {} write(s); see them with `cspsync sync --plan`.\n",
+                again.writes.len()
+            )),
+            Err(e) => eprintln!("cspsync: the result could not be checked: {e}"),
+        }
+    }
+    Ok(if report.all_succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// audit
+// ---------------------------------------------------------------------------------------------
+
+fn audit_main(cli: &Cli, args: &AuditArgs) -> Result<ExitCode, String> {
+    let (config, _tmp) = if cli.demo {
+        demo_config_dir(cli)?
+    } else {
+        (
+            crate::config::ConfigDir::resolve(cli.config_dir.as_deref())?,
+            None,
+        )
+    };
+    let since = match &args.since {
+        Some(s) => Some(
+            crate::audit::parse_since(s, chrono::Utc::now())
+                .map_err(|e| format!("--since: {e}"))?,
+        ),
+        None => None,
+    };
+    let path = crate::audit::path(&config);
+    let events = crate::audit::read(&config, since)?;
+    if events.is_empty() {
+        let all = if since.is_some() {
+            crate::audit::read(&config, None)?.len()
+        } else {
+            0
+        };
+        if all > 0 {
+            eprintln!(
+                "cspsync: no audit records since {} ({all} older one(s) in {})",
+                args.since.as_deref().unwrap_or(""),
+                path.display()
+            );
+        } else {
+            eprintln!(
+                "cspsync: the audit log is empty: nothing has been recorded in {} yet",
+                path.display()
+            );
+        }
+        if args.format == AuditFormat::Json {
+            print_stdout("[]\n");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let text = match args.format {
+        AuditFormat::Table => crate::audit::to_table(&events),
+        AuditFormat::Json => {
+            let mut t = serde_json::to_string_pretty(&events)
+                .map_err(|e| format!("cannot write the audit log as JSON: {e}"))?;
+            t.push('\n');
+            t
+        }
+    };
+    print_stdout(&text);
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench sync
+// ---------------------------------------------------------------------------------------------
+
+async fn bench_sync(world_args: &WorldArgs, args: &BenchSyncArgs) -> Result<ExitCode, String> {
+    use crate::demo::PsaKind;
+    use crate::engine::bench_sync;
+    if world_args.dataset.is_some() || world_args.faults.is_some() {
+        return Err(
+            "bench sync builds its own world and faults; use --customers, --seed and --latency-ms"
+                .into(),
+        );
+    }
+    let opts = bench_sync::BenchSyncOptions {
+        customers: world_args.customers.unwrap_or(1000),
+        seed: world_args.seed.unwrap_or(42),
+        latency: std::time::Duration::from_millis(args.latency_ms),
+        runs: args.runs,
+        psas: match args.psa {
+            Some(PsaKind::None) => {
+                return Err("bench sync needs a PSA: connectwise, autotask or xero".into());
+            }
+            Some(p) => vec![p],
+            None => vec![PsaKind::ConnectWise, PsaKind::Autotask, PsaKind::Xero],
+        },
+    };
+    eprintln!(
+        "bench sync: {} customers, {} ms latency, {} run(s) per PSA (planning first, then timing the apply)…",
+        opts.customers,
+        args.latency_ms,
+        opts.runs.max(1)
+    );
+    bench_sync::run(&opts, |r| print_stdout(&r.render())).await?;
+    Ok(ExitCode::SUCCESS)
 }

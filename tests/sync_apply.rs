@@ -51,7 +51,10 @@ struct Env {
 
 impl Env {
     async fn start(psa: PsaKind, customers: usize) -> Env {
-        let world = world(customers, 42);
+        Env::with_world(psa, world(customers, 42)).await
+    }
+
+    async fn with_world(psa: PsaKind, world: World) -> Env {
         let handle = sim::start(
             world.clone(),
             FaultSpec::default(),
@@ -1198,6 +1201,235 @@ async fn xero_crashes_anywhere_converge() {
     crashes_converge(
         PsaKind::Xero,
         xero_big,
+        &[
+            (Stage::BeforeSend, 1),
+            (Stage::AfterResponse, 1),
+            (Stage::AfterResponse, 2),
+        ],
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end with the planner: fetch → reconcile → plan → apply → fetch again
+// ---------------------------------------------------------------------------------------------
+
+use cspsync::domain::{Options, Reconciliation, Status};
+use cspsync::engine::fetch::{self, FetchProgress};
+
+/// A world whose PSA is off for most customers, so the plan has every kind of write: every
+/// open ConnectWise addition one seat up and every third one gone (new additions); every
+/// Autotask unit record one up and every fourth contract service gone (services added, then
+/// adjusted); every Xero invoice line one up (new drafts).
+fn drifted(customers: usize, psa: PsaKind) -> World {
+    let mut w = cspsync::engine::bench_sync::one_seat_off(&world(customers, 42), psa);
+    match psa {
+        PsaKind::ConnectWise => {
+            let mut n = 0;
+            w.connectwise.additions.retain(|a| {
+                n += 1;
+                a.cancelled_date.is_some() || n % 3 != 0
+            });
+        }
+        PsaKind::Autotask => {
+            let gone: Vec<u64> = w
+                .autotask
+                .contract_services
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 4 == 3)
+                .map(|(_, c)| c.id)
+                .collect();
+            w.autotask
+                .contract_services
+                .retain(|c| !gone.contains(&c.id));
+            w.autotask
+                .contract_service_units
+                .retain(|u| !gone.contains(&u.contract_service_id));
+        }
+        _ => {}
+    }
+    w
+}
+
+async fn plan_now(env: &Env) -> (Reconciliation, Plan) {
+    let (tx, _rx) = watch::channel(FetchProgress::default());
+    let snap = fetch::fetch(&env.sources, &tx).await.unwrap();
+    let prices = cspsync::run::distributor_prices(&env.sources.dicker_data, &snap)
+        .await
+        .unwrap();
+    let rec = cspsync::domain::reconcile(
+        &snap,
+        &Options {
+            prices: prices.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let opts = cspsync::run::demo_sync_options(&env.world);
+    let p = cspsync::domain::plan::plan(&rec, &snap, &prices, &opts, today()).unwrap();
+    (rec, p)
+}
+
+fn confirmed(journal: Arc<Journal>) -> ApplyContext {
+    ApplyContext::new(journal, actor()).confirming_cautions(true)
+}
+
+#[tokio::test]
+async fn planned_writes_bring_every_psa_in_line_and_a_fresh_plan_is_empty() {
+    for psa in [PsaKind::ConnectWise, PsaKind::Autotask, PsaKind::Xero] {
+        let env = Env::with_world(psa, drifted(12, psa)).await;
+        let (rec, p) = plan_now(&env).await;
+        let kinds: std::collections::BTreeSet<&str> =
+            p.writes.iter().map(|w| w.op.kind()).collect();
+        match psa {
+            PsaKind::ConnectWise => {
+                assert!(
+                    kinds.contains("change quantity") && kinds.contains("add addition"),
+                    "{kinds:?}"
+                )
+            }
+            PsaKind::Autotask => {
+                assert!(
+                    kinds.contains("adjust units") && kinds.contains("add contract service"),
+                    "{kinds:?}"
+                )
+            }
+            _ => assert!(
+                kinds.contains("draft invoice") && kinds.contains("draft bill"),
+                "{kinds:?}"
+            ),
+        }
+        // The PSA lines the plan touches.
+        let off: Vec<(String, String)> = rec
+            .lines
+            .iter()
+            .filter(|l| l.has(Status::PsaUnderbilled) || l.has(Status::PsaOverbilled))
+            .filter(|l| {
+                p.writes.iter().any(|w| {
+                    w.customer_tenant_id
+                        .eq_ignore_ascii_case(&l.customer_tenant_id)
+                        && (w.stock_code.is_none() || w.stock_code == l.stock_code)
+                })
+            })
+            .map(|l| (l.customer_tenant_id.clone(), l.product_id.clone()))
+            .collect();
+        assert!(!off.is_empty(), "{psa:?}");
+        let r = run(env.psa(), &p, confirmed(Arc::new(Journal::memory())), None)
+            .await
+            .report;
+        assert!(r.all_succeeded(), "{psa:?}: {r:#?}");
+        let (rec2, again) = plan_now(&env).await;
+        assert!(again.writes.is_empty(), "{psa:?}: {:#?}", again.writes);
+        for (tenant, product) in &off {
+            for l in rec2
+                .lines
+                .iter()
+                .filter(|l| &l.customer_tenant_id == tenant && &l.product_id == product)
+            {
+                assert!(
+                    !l.has(Status::PsaUnderbilled) && !l.has(Status::PsaOverbilled),
+                    "{psa:?} {tenant} {product}: {:?}",
+                    l.statuses
+                );
+            }
+        }
+    }
+}
+
+/// The state after planning and applying `world` uninterrupted.
+async fn planned_clean_state(psa: PsaKind, world: &World) -> Value {
+    let env = Env::with_world(psa, world.clone()).await;
+    let (_, p) = plan_now(&env).await;
+    let r = run(env.psa(), &p, confirmed(Arc::new(Journal::memory())), None)
+        .await
+        .report;
+    assert!(r.all_succeeded(), "{r:?}");
+    env.state().await
+}
+
+/// Crash an apply of the plan at each point, then plan again from fresh PSA state and apply
+/// with the journal read back from the disk: the same PSA state as an uninterrupted apply, and
+/// a plan after that has nothing left.
+async fn replanned_crashes_converge(psa: PsaKind, points: &[(Stage, usize)]) {
+    let w = drifted(12, psa);
+    let clean = planned_clean_state(psa, &w).await;
+    for &(stage, k) in points {
+        let env = Env::with_world(psa, w.clone()).await;
+        let (_, p) = plan_now(&env).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        assert!(
+            crash_at_confirmed(env.psa(), &p, &path, stage, k).await,
+            "{psa:?}: the apply ended before {stage:?} #{k}"
+        );
+        let (_, again) = plan_now(&env).await;
+        assert!(again.writes.len() <= p.writes.len());
+        let r = run(
+            env.psa(),
+            &again,
+            confirmed(Arc::new(Journal::open_path(&path).unwrap())),
+            None,
+        )
+        .await
+        .report;
+        assert!(r.all_succeeded(), "{psa:?} {stage:?} {k}: {r:#?}");
+        same_psa_state(psa, &env.state().await, &clean);
+        let (_, last) = plan_now(&env).await;
+        assert!(
+            last.writes.is_empty(),
+            "{psa:?} {stage:?} {k}: {:#?}",
+            last.writes
+        );
+    }
+}
+
+async fn crash_at_confirmed(
+    psa: &PsaClient,
+    p: &Plan,
+    path: &std::path::Path,
+    stage: Stage,
+    k: usize,
+) -> bool {
+    // Cautioned writes are part of the plan being crashed too.
+    let mut p = p.clone();
+    for w in &mut p.writes {
+        w.cautions.clear();
+    }
+    crash_at(psa, &p, path, stage, k).await
+}
+
+#[tokio::test]
+async fn connectwise_replanned_after_crashes_converges() {
+    replanned_crashes_converge(
+        PsaKind::ConnectWise,
+        &[
+            (Stage::AfterResponse, 1),
+            (Stage::BeforeSend, 3),
+            (Stage::AfterResponse, 7),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn autotask_replanned_after_crashes_converges() {
+    replanned_crashes_converge(
+        PsaKind::Autotask,
+        &[
+            (Stage::AfterResponse, 1),
+            (Stage::AfterResponse, 2),
+            (Stage::BeforeSend, 4),
+            (Stage::AfterResponse, 8),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn xero_replanned_after_crashes_converges() {
+    replanned_crashes_converge(
+        PsaKind::Xero,
         &[
             (Stage::BeforeSend, 1),
             (Stage::AfterResponse, 1),

@@ -990,6 +990,29 @@ struct InvoicesEnvelope {
     invoices: Vec<Invoice>,
 }
 
+/// What [`XeroClient::upsert_invoices_each`] reads of each invoice in the answer.
+#[derive(Deserialize)]
+struct SavedInvoice {
+    #[serde(rename = "InvoiceID", default)]
+    invoice_id: Option<String>,
+    #[serde(rename = "HasErrors", default)]
+    has_errors: Option<bool>,
+    #[serde(rename = "StatusAttributeString", default)]
+    status_attribute_string: Option<String>,
+    #[serde(
+        rename = "ValidationErrors",
+        default,
+        deserialize_with = "null_as_default"
+    )]
+    validation_errors: Vec<ValidationError>,
+}
+
+#[derive(Deserialize)]
+struct SavedEnvelope {
+    #[serde(rename = "Invoices", default, deserialize_with = "null_as_default")]
+    invoices: Vec<SavedInvoice>,
+}
+
 #[derive(Deserialize)]
 struct AccountsEnvelope {
     #[serde(rename = "Accounts", default, deserialize_with = "null_as_default")]
@@ -1382,16 +1405,18 @@ impl XeroClient {
 
     /// Create or update several invoices in one request, each on its own
     /// (`POST /Invoices?summarizeErrors=false`, §7.6/§7.7): the answer holds one result per
-    /// invoice sent, in the order sent — the invoice, or the validation messages Xero refused
-    /// it with — so one bad invoice does not fail the others. Sent with an `Idempotency-Key`
-    /// (§7.3), which makes a resend after a lost response or a 5xx safe. An `InvoiceNumber`
-    /// that exists already for the type updates that invoice (upsert by number, §7.6).
+    /// invoice sent, in the order sent — its `InvoiceID`, or the validation messages Xero
+    /// refused it with — so one bad invoice does not fail the others. Sent with an
+    /// `Idempotency-Key` (§7.3), which makes a resend after a lost response or a 5xx safe. An
+    /// `InvoiceNumber` that exists already for the type updates that invoice (upsert by
+    /// number, §7.6). Only the ids and errors of the answer are read (a batch's answer repeats
+    /// every invoice in full).
     pub async fn upsert_invoices_each(
         &self,
         tenant: &str,
         invoices: &[NewInvoice],
         idempotency_key: &str,
-    ) -> Result<Vec<Result<Invoice, Vec<String>>>, ApiError> {
+    ) -> Result<Vec<Result<String, Vec<String>>>, ApiError> {
         check_idempotency_key(idempotency_key)?;
         let req = self
             .tenant_request(
@@ -1405,7 +1430,7 @@ impl XeroClient {
             .operation("POST Invoices");
         let op = req.operation.clone();
         let resp = self.send(tenant, req).await?;
-        let env: InvoicesEnvelope = decode_json(Api::Xero, &op, &resp.headers, &resp.body)?;
+        let env: SavedEnvelope = decode_json(Api::Xero, &op, &resp.headers, &resp.body)?;
         if env.invoices.len() != invoices.len() {
             return Err(ApiError::malformed(
                 Api::Xero,
@@ -1417,11 +1442,14 @@ impl XeroClient {
             )
             .with_operation(op));
         }
-        Ok(env
-            .invoices
+        env.invoices
             .into_iter()
             .map(|i| {
-                if i.failed() {
+                let failed = i.has_errors == Some(true)
+                    || i.status_attribute_string
+                        .as_deref()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("ERROR"));
+                if failed {
                     let mut msgs: Vec<String> = i
                         .validation_errors
                         .iter()
@@ -1432,12 +1460,18 @@ impl XeroClient {
                     if msgs.is_empty() {
                         msgs.push("refused without a reason".to_string());
                     }
-                    Err(msgs)
-                } else {
-                    Ok(i)
+                    return Ok(Err(msgs));
+                }
+                match i.invoice_id.filter(|id| !id.trim().is_empty()) {
+                    Some(id) => Ok(Ok(id)),
+                    None => Err(ApiError::malformed(
+                        Api::Xero,
+                        "saved an invoice without telling its InvoiceID",
+                    )
+                    .with_operation(op.clone())),
                 }
             })
-            .collect())
+            .collect()
     }
 
     async fn write_invoices(&self, tenant: &str, req: Request) -> Result<Vec<Invoice>, ApiError> {

@@ -9,12 +9,14 @@
 //! - **Concurrency.** Customers are worked on by as many workers as the PSA's limit lets run at
 //!   once (ConnectWise: cspsync's own cap of 10, §5.5 documents none; Autotask: 3 threads per
 //!   object endpoint, §6.5 — every write goes to `Contracts`; the clients' limiters enforce the
-//!   same numbers). Xero drafts are **batched**: each round takes the next write of every
-//!   customer and sends them up to [`xero::INVOICE_BATCH`] per `POST /Invoices` (§7.6), 5
-//!   requests at a time per organisation (§7.8), so 1,000 customers' invoices and bills take
-//!   about 40 requests instead of 2,000.
-//! - **Cancel** (`cancel` turns true): no customer starts any more; a customer already started
-//!   finishes its writes (so none is left half-done); the rest are `Skipped("cancelled")`.
+//!   same numbers). Xero drafts are **batched**: customers go in groups of
+//!   [`xero::INVOICE_BATCH`]; a group sends its customers' first writes in one
+//!   `POST /Invoices` (§7.6), then their second writes in the next, 5 groups at a time per
+//!   organisation (§7.8), so 1,000 customers' invoices and bills take 40 requests instead of
+//!   2,000.
+//! - **Cancel** (`cancel` turns true): no customer starts any more (for Xero: no group of
+//!   customers); a customer already started finishes its writes (so none is left half-done);
+//!   the rest are `Skipped("cancelled")`.
 //! - **Idempotency** (§3): before a create is sent its `sending` record is flushed to the
 //!   [`Journal`]; a key whose last record is `done` is never sent again
 //!   ([`Outcome::AlreadyDone`]); a create left `sending` by a crash, or whose answer was lost
@@ -204,6 +206,8 @@ struct Customer {
     tenant: String,
     /// Selected writes still to be decided.
     work: Vec<usize>,
+    /// Every selected write of the customer (those decided before anything is sent too).
+    selected: Vec<usize>,
 }
 
 /// Apply the selected writes of `plan` (`selected[i]` for `plan.writes[i]`; missing = not
@@ -418,6 +422,7 @@ impl Run<'_> {
                     customers.push(Customer {
                         tenant: w.customer_tenant_id.clone(),
                         work: Vec::new(),
+                        selected: Vec::new(),
                     });
                     customers.len() - 1
                 });
@@ -427,6 +432,7 @@ impl Run<'_> {
                 });
                 continue;
             }
+            customers[c].selected.push(i);
             if w.system != api {
                 outcomes[i] = Some(Outcome::Failed {
                     error: format!(
@@ -445,13 +451,7 @@ impl Run<'_> {
             customers[c].work.push(i);
         }
         // A customer with nothing to send still shows as finished (its writes were decided).
-        customers.retain(|c| {
-            !c.work.is_empty()
-                || self.plan.writes.iter().enumerate().any(|(i, w)| {
-                    w.customer_tenant_id.eq_ignore_ascii_case(&c.tenant)
-                        && selected.get(i).copied().unwrap_or(false)
-                })
-        });
+        customers.retain(|c| !c.selected.is_empty());
         customers
     }
 
@@ -560,13 +560,7 @@ impl Run<'_> {
 
     async fn journal_many(&self, entries: Vec<Entry>, durable: bool) -> Result<(), String> {
         let journal = self.ctx.journal.clone();
-        let r = blocking(move || {
-            for e in entries {
-                journal.record(e, false)?;
-            }
-            if durable { journal.flush() } else { Ok(()) }
-        })
-        .await;
+        let r = blocking(move || journal.record_many(entries, durable)).await;
         if let Err(e) = &r {
             self.problem(e.clone());
         }
@@ -643,16 +637,10 @@ impl Run<'_> {
 
     fn final_state(&self, c: &Customer) -> CustomerState {
         let o = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
-        let mine: Vec<&Outcome> = self
-            .plan
-            .writes
+        let mine: Vec<&Outcome> = c
+            .selected
             .iter()
-            .enumerate()
-            .filter(|(_, w)| w.customer_tenant_id.eq_ignore_ascii_case(&c.tenant))
-            .filter_map(|(i, _)| o.get(i).and_then(Option::as_ref))
-            .filter(|x| {
-                !matches!(x, Outcome::Skipped { reason } if reason.as_str() == SKIP_NOT_SELECTED)
-            })
+            .filter_map(|&i| o.get(i).and_then(Option::as_ref))
             .collect();
         if mine.iter().any(|x| matches!(x, Outcome::Failed { .. })) {
             CustomerState::Failed
@@ -997,56 +985,82 @@ impl Run<'_> {
     // Xero: batched drafts
     // -----------------------------------------------------------------------------------------
 
+    /// Xero: customers in groups of up to [`xero::INVOICE_BATCH`]; each group sends its
+    /// customers' first writes in one request, then their second writes in the next, and so
+    /// on; up to 5 groups at a time (§7.6, §7.8). A group's next request leaves as soon as its
+    /// last one is answered, so the requests of different groups never wait for each other.
     async fn run_xero(&self, client: &XeroClient, tenant: &str, customers: &[Customer]) {
-        let n = customers.len();
-        // Position of each customer in its work list, whether it started, whether it failed.
+        let mut busy: Vec<&Customer> = Vec::new();
+        for c in customers {
+            if c.work.is_empty() {
+                let st = self.final_state(c);
+                self.customer_state(&c.tenant, st).await;
+            } else {
+                busy.push(c);
+            }
+        }
+        // Drafts cspsync made in Xero, listed once when an interrupted write needs checking.
+        let listed: tokio::sync::Mutex<Option<Result<Vec<xero::Invoice>, String>>> =
+            tokio::sync::Mutex::new(None);
+        let listed = &listed;
+        // By index: a closure over borrowed slices would make the apply's future not `Send`.
+        let groups: Vec<Vec<&Customer>> = busy
+            .chunks(xero::INVOICE_BATCH)
+            .map(<[&Customer]>::to_vec)
+            .collect();
+        let groups = &groups;
+        futures_util::stream::iter(0..groups.len())
+            .map(|g| self.run_xero_group(client, tenant, &groups[g], listed))
+            .buffer_unordered(workers_for(self.psa))
+            .collect::<Vec<()>>()
+            .await;
+    }
+
+    async fn run_xero_group(
+        &self,
+        client: &XeroClient,
+        tenant: &str,
+        group: &[&Customer],
+        listed: &tokio::sync::Mutex<Option<Result<Vec<xero::Invoice>, String>>>,
+    ) {
+        if self.cancelled().await {
+            for c in group {
+                for &i in &c.work {
+                    self.finish(
+                        i,
+                        Outcome::Skipped {
+                            reason: SKIP_CANCELLED.to_string(),
+                        },
+                    )
+                    .await;
+                }
+                let st = self.final_state(c);
+                self.customer_state(&c.tenant, st).await;
+            }
+            return;
+        }
+        for c in group {
+            self.customer_state(&c.tenant, CustomerState::Running).await;
+        }
+        let n = group.len();
         let mut pos = vec![0usize; n];
-        let mut started = vec![false; n];
         let mut failed = vec![false; n];
-        let mut closed = vec![false; n];
-        // Drafts cspsync made in Xero, listed once when a lost answer needs checking.
-        let mut listed: Option<Result<Vec<xero::Invoice>, String>> = None;
         loop {
             // This round: the next write of every customer still going.
-            let mut round: Vec<(usize, usize)> = Vec::new();
-            for c in 0..n {
-                if closed[c] {
-                    continue;
-                }
-                match customers[c].work.get(pos[c]) {
-                    Some(&i) if !failed[c] => round.push((c, i)),
-                    _ => {
-                        closed[c] = true;
-                        // Failed customers: the rest skipped.
-                        for &i in customers[c].work.iter().skip(pos[c]) {
-                            self.finish(
-                                i,
-                                Outcome::Skipped {
-                                    reason: SKIP_EARLIER_FAILED.to_string(),
-                                },
-                            )
-                            .await;
-                        }
-                        let st = self.final_state(&customers[c]);
-                        self.customer_state(&customers[c].tenant, st).await;
-                    }
-                }
-            }
+            let round: Vec<(usize, usize)> = (0..n)
+                .filter(|&c| !failed[c])
+                .filter_map(|c| group[c].work.get(pos[c]).map(|&i| (c, i)))
+                .collect();
             if round.is_empty() {
                 break;
             }
-            // Journal first: done → not sent; sending → checked in Xero.
+            // The journal first: done → not sent; sending → looked up in Xero.
             let mut to_send: Vec<(usize, usize)> = Vec::new();
             let mut to_check: Vec<(usize, usize)> = Vec::new();
             for &(c, i) in &round {
                 let w = &self.plan.writes[i];
                 match self.ctx.journal.last(&w.key) {
                     Some(e) if e.state == State::Done => {
-                        if !started[c] {
-                            started[c] = true;
-                            self.customer_state(&customers[c].tenant, CustomerState::Running)
-                                .await;
-                        }
                         self.finish(
                             i,
                             Outcome::AlreadyDone {
@@ -1061,34 +1075,37 @@ impl Run<'_> {
                 }
             }
             if !to_check.is_empty() {
-                if listed.is_none() {
-                    listed = Some(
-                        list_drafts(client, tenant)
-                            .await
-                            .map_err(|e| error_text(&e)),
-                    );
-                }
-                for (c, i) in to_check {
-                    let w = &self.plan.writes[i];
-                    let found = match listed.as_ref() {
-                        Some(Ok(list)) => Ok(find_draft(list, &w.op)),
+                let found: Result<Vec<Option<String>>, String> = {
+                    let mut l = listed.lock().await;
+                    if l.is_none() {
+                        *l = Some(
+                            list_drafts(client, tenant)
+                                .await
+                                .map_err(|e| error_text(&e)),
+                        );
+                    }
+                    match l.as_ref() {
+                        Some(Ok(list)) => Ok(to_check
+                            .iter()
+                            .map(|&(_, i)| find_draft(list, &self.plan.writes[i].op))
+                            .collect()),
                         Some(Err(e)) => Err(e.clone()),
-                        None => Ok(None),
-                    };
-                    match found {
-                        Ok(Some(id)) => {
-                            let _ = self
-                                .journal(Entry::new(&w.key, State::Done).with_id(&id), false)
-                                .await;
-                            if !started[c] {
-                                started[c] = true;
-                                self.customer_state(&customers[c].tenant, CustomerState::Running)
+                        None => Ok(vec![None; to_check.len()]),
+                    }
+                };
+                for (k, &(c, i)) in to_check.iter().enumerate() {
+                    let w = &self.plan.writes[i];
+                    match &found {
+                        Ok(ids) => match ids.get(k).cloned().flatten() {
+                            Some(id) => {
+                                let _ = self
+                                    .journal(Entry::new(&w.key, State::Done).with_id(&id), false)
                                     .await;
+                                self.finish(i, Outcome::AlreadyDone { id }).await;
+                                pos[c] += 1;
                             }
-                            self.finish(i, Outcome::AlreadyDone { id }).await;
-                            pos[c] += 1;
-                        }
-                        Ok(None) => to_send.push((c, i)),
+                            None => to_send.push((c, i)),
+                        },
                         Err(e) => {
                             self.finish(
                                 i,
@@ -1105,79 +1122,29 @@ impl Run<'_> {
                     }
                 }
             }
-            if to_send.is_empty() {
-                continue;
-            }
-            // Batches of up to INVOICE_BATCH, 5 requests at a time (§7.6, §7.8).
-            to_send.sort_by_key(|&(c, _)| c);
-            let batches: Vec<Vec<(usize, usize)>> = to_send
-                .chunks(xero::INVOICE_BATCH)
-                .map(<[(usize, usize)]>::to_vec)
-                .collect();
-            let started_ref = &started;
-            let results: Vec<Vec<(usize, usize, Outcome)>> = futures_util::stream::iter(batches)
-                .map(|batch| async move {
-                    // Cancelled: customers not started yet do not start.
-                    let (go, stop): (Vec<_>, Vec<_>) = if self.cancelled().await {
-                        batch.into_iter().partition(|&(c, _)| started_ref[c])
-                    } else {
-                        (batch, Vec::new())
-                    };
-                    let mut out: Vec<(usize, usize, Outcome)> = stop
-                        .into_iter()
-                        .map(|(c, i)| {
-                            (
-                                c,
-                                i,
-                                Outcome::Skipped {
-                                    reason: SKIP_CANCELLED.to_string(),
-                                },
-                            )
-                        })
-                        .collect();
-                    if !go.is_empty() {
-                        for &(c, _) in &go {
-                            if !started_ref[c] {
-                                self.customer_state(&customers[c].tenant, CustomerState::Running)
-                                    .await;
-                            }
-                        }
-                        for (c, i, outcome) in self.send_batch(client, tenant, &go).await {
-                            // Reported as each batch ends, for live progress.
-                            self.finish(i, outcome.clone()).await;
-                            out.push((c, i, outcome));
-                        }
+            for batch in to_send.chunks(xero::INVOICE_BATCH) {
+                for (c, i, outcome) in self.send_batch(client, tenant, batch).await {
+                    if matches!(outcome, Outcome::Failed { .. }) {
+                        failed[c] = true;
                     }
-                    out
-                })
-                .buffer_unordered(workers_for(self.psa))
-                .collect()
+                    // Reported as each request ends, for live progress.
+                    self.finish(i, outcome).await;
+                    pos[c] += 1;
+                }
+            }
+        }
+        for (c, customer) in group.iter().enumerate() {
+            for &i in customer.work.iter().skip(pos[c]) {
+                self.finish(
+                    i,
+                    Outcome::Skipped {
+                        reason: SKIP_EARLIER_FAILED.to_string(),
+                    },
+                )
                 .await;
-            for (c, i, outcome) in results.into_iter().flatten() {
-                let cancelled = matches!(&outcome, Outcome::Skipped { reason } if reason.as_str() == SKIP_CANCELLED);
-                if cancelled {
-                    // The customer never started: all its writes are skipped.
-                    for &j in customers[c].work.iter().skip(pos[c]) {
-                        self.finish(
-                            j,
-                            Outcome::Skipped {
-                                reason: SKIP_CANCELLED.to_string(),
-                            },
-                        )
-                        .await;
-                    }
-                    closed[c] = true;
-                    let st = self.final_state(&customers[c]);
-                    self.customer_state(&customers[c].tenant, st).await;
-                    continue;
-                }
-                started[c] = true;
-                if matches!(outcome, Outcome::Failed { .. }) {
-                    failed[c] = true;
-                }
-                let _ = i;
-                pos[c] += 1;
             }
+            let st = self.final_state(customer);
+            self.customer_state(&customer.tenant, st).await;
         }
     }
 
@@ -1241,8 +1208,7 @@ impl Run<'_> {
                     for (&(c, i), item) in pending.iter().zip(items) {
                         let key = &self.plan.writes[i].key;
                         match item {
-                            Ok(inv) => {
-                                let id = inv.invoice_id.unwrap_or_default();
+                            Ok(id) => {
                                 entries.push(Entry::new(key, State::Done).with_id(&id));
                                 out.push((c, i, Outcome::Done { id }));
                             }

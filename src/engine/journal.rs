@@ -206,19 +206,34 @@ impl Journal {
     /// Append an entry; with `durable`, return only once it (and every line before it) is on
     /// the disk. Blocking: call from `spawn_blocking` in async code.
     pub fn record(&self, entry: Entry, durable: bool) -> Result<(), String> {
-        let mut line = serde_json::to_string(&entry)
-            .map_err(|e| format!("cannot write the sync journal record: {e}"))?;
-        line.push('\n');
+        self.record_many(vec![entry], durable)
+    }
+
+    /// Append several entries in one write (a Xero batch's writes), then as [`Self::record`].
+    pub fn record_many(&self, entries: Vec<Entry>, durable: bool) -> Result<(), String> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut text = String::new();
+        for e in &entries {
+            text.push_str(
+                &serde_json::to_string(e)
+                    .map_err(|e| format!("cannot write the sync journal record: {e}"))?,
+            );
+            text.push('\n');
+        }
         let seq = {
             let mut inner = self.lock();
             if let Some(file) = inner.file.as_mut() {
-                // One write of the whole line: with O_APPEND it lands at the end in one piece.
-                file.write_all(line.as_bytes())
+                // One write of whole lines: with O_APPEND they land at the end in one piece.
+                file.write_all(text.as_bytes())
                     .map_err(|e| self.io_error("write", &e))?;
             }
             inner.written += 1;
             let seq = inner.written;
-            inner.last.insert(entry.key.clone(), entry);
+            for e in entries {
+                inner.last.insert(e.key.clone(), e);
+            }
             seq
         };
         if durable {

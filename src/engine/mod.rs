@@ -3,5 +3,6 @@
 
 pub mod apply;
 pub mod bench;
+pub mod bench_sync;
 pub mod fetch;
 pub mod journal;

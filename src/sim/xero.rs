@@ -1644,28 +1644,44 @@ fn write_invoices(
     if items.is_empty() {
         return invalid("No invoices were given.");
     }
-    let mut work = org.clone();
+    // Changes go straight into the organisation with an undo log (not onto a copy of it: an
+    // organisation with thousands of invoices made every batch cost a full clone), so an
+    // all-or-nothing request that fails is rolled back exactly.
+    let original_len = org.invoices.len();
+    let mut undo: Vec<(usize, XeroInvoice)> = Vec::new();
+    let mut last_number = max_invoice_number(org);
     let mut out = Vec::new();
     let mut failed = Vec::new();
     let (mut created, mut updated) = (0, 0);
     for item in &items {
-        match prepare(&work, item, mode, path_id) {
+        match prepare(org, item, mode, path_id) {
             Ok(Prepared { invoice, existing }) => {
                 let mut invoice = invoice;
                 if invoice.invoice_type == "ACCREC" && invoice.invoice_number.is_none() {
-                    invoice.invoice_number = Some(next_invoice_number(&work));
+                    last_number += 1;
+                    invoice.invoice_number = Some(format!("INV-{last_number:04}"));
+                }
+                if let Some(n) = invoice
+                    .invoice_number
+                    .as_deref()
+                    .and_then(invoice_number_value)
+                {
+                    last_number = last_number.max(n);
                 }
                 match existing {
                     Some(i) => {
-                        work.invoices[i] = invoice.clone();
+                        let old = std::mem::replace(&mut org.invoices[i], invoice.clone());
+                        if i < original_len {
+                            undo.push((i, old));
+                        }
                         updated += 1;
                     }
                     None => {
-                        work.invoices.push(invoice.clone());
+                        org.invoices.push(invoice.clone());
                         created += 1;
                     }
                 }
-                let mut v = invoice_json(&work, &invoice, true);
+                let mut v = invoice_json(org, &invoice, true);
                 if !summarize && let Value::Object(m) = &mut v {
                     m.insert("StatusAttributeString".into(), json!("OK"));
                 }
@@ -1689,6 +1705,11 @@ fn write_invoices(
         }
     }
     if summarize && !failed.is_empty() {
+        // Undo in reverse: the first value saved for an invoice is its original.
+        for (i, old) in undo.into_iter().rev() {
+            org.invoices[i] = old;
+        }
+        org.invoices.truncate(original_len);
         return (
             StatusCode::BAD_REQUEST,
             validation_body("A validation exception occurred", failed),
@@ -1696,7 +1717,6 @@ fn write_invoices(
             0,
         );
     }
-    *org = work;
     (
         StatusCode::OK,
         wrapped("Invoices", out, None),
@@ -1705,16 +1725,20 @@ fn write_invoices(
     )
 }
 
-fn next_invoice_number(org: &XeroOrg) -> String {
-    let n = org
-        .invoices
+/// `INV-0042` → 42.
+fn invoice_number_value(n: &str) -> Option<u64> {
+    n.strip_prefix("INV-")?.parse().ok()
+}
+
+/// The highest `INV-n` number in the organisation (0 when none): the next sales invoice gets
+/// the one after.
+fn max_invoice_number(org: &XeroOrg) -> u64 {
+    org.invoices
         .iter()
         .filter_map(|i| i.invoice_number.as_deref())
-        .filter_map(|n| n.strip_prefix("INV-"))
-        .filter_map(|d| d.parse::<u64>().ok())
+        .filter_map(invoice_number_value)
         .max()
-        .unwrap_or(0);
-    format!("INV-{:04}", n + 1)
+        .unwrap_or(0)
 }
 
 struct Prepared {
@@ -2792,6 +2816,79 @@ pub mod xwhere {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn org_with_a_draft_bill() -> XeroOrg {
+        XeroOrg {
+            tenant_id: "t".into(),
+            contacts: vec![XeroContact {
+                contact_id: "c-1".into(),
+                name: "Dicker Data".into(),
+                contact_status: "ACTIVE".into(),
+                is_supplier: true,
+                ..Default::default()
+            }],
+            accounts: vec![XeroAccount {
+                code: "310".into(),
+                status: "ACTIVE".into(),
+                account_type: "DIRECTCOSTS".into(),
+                ..Default::default()
+            }],
+            invoices: vec![XeroInvoice {
+                invoice_id: "b-1".into(),
+                invoice_type: "ACCPAY".into(),
+                contact_id: "c-1".into(),
+                invoice_number: Some("BILL-1".into()),
+                status: "DRAFT".into(),
+                line_amount_types: "Exclusive".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_refused_batch_leaves_the_organisation_as_it_was() {
+        let mut org = org_with_a_draft_bill();
+        let before = serde_json::to_value(&org).unwrap();
+        let body = json!({"Invoices": [
+            {"Type": "ACCPAY", "InvoiceNumber": "BILL-1", "Contact": {"ContactID": "c-1"},
+             "LineItems": [{"Description": "x", "Quantity": 2, "UnitAmount": 3, "AccountCode": "310"}]},
+            {"Type": "ACCREC", "Contact": {"ContactID": "c-1"}},
+            {"Type": "ACCPAY", "Contact": {"ContactID": "nobody"}},
+        ]})
+        .to_string();
+        let headers = HeaderMap::new();
+        let req = ApiReq {
+            method: &Method::POST,
+            params: vec![],
+            headers: &headers,
+            body: body.as_bytes(),
+        };
+        let (status, _, created, updated) = write_invoices(&mut org, &req, Mode::Upsert, None);
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!((created, updated), (0, 0));
+        assert_eq!(serde_json::to_value(&org).unwrap(), before);
+        // Item by item, the valid ones are kept and numbered from the highest before.
+        let req = ApiReq {
+            params: vec![("summarizeErrors".into(), "false".into())],
+            ..req
+        };
+        org.invoices[0].invoice_number = Some("BILL-1".into());
+        org.invoices.push(XeroInvoice {
+            invoice_id: "r-7".into(),
+            invoice_type: "ACCREC".into(),
+            contact_id: "c-1".into(),
+            invoice_number: Some("INV-0007".into()),
+            status: "PAID".into(),
+            ..Default::default()
+        });
+        let (status, _, created, updated) = write_invoices(&mut org, &req, Mode::Upsert, None);
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!((created, updated), (1, 1));
+        assert_eq!(org.invoices.len(), 3);
+        assert_eq!(org.invoices[0].line_items.len(), 1);
+        assert_eq!(org.invoices[2].invoice_number.as_deref(), Some("INV-0008"));
+    }
 
     #[test]
     fn totals_follow_the_line_amount_type() {
