@@ -7,6 +7,10 @@
 //! from the first progress frame to the summary count the bytes written to the terminal each
 //! second. Printed: the apply's length, the writes, and bytes per second (median, mean, max) at
 //! 120x40 and 80x24. Figures are printed, never asserted (DESIGN.md §6).
+//!
+//! Measured (1,000 customers, ConnectWise at 1 s a call: 75 writes, 8 s of progress): 120x40
+//! median 1.7 KB/s, mean 1.5 KB/s, max 4.4 KB/s (the first full refresh of the log); 80x24
+//! median 0.3 KB/s, mean 0.5 KB/s, max 1.6 KB/s.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/pty.rs"]
