@@ -21,11 +21,12 @@ use cspsync::domain::sync::{
 use cspsync::engine::apply::{self, ApplyContext, ApplyReport, Hook, HookAction, HookPoint, Stage};
 use cspsync::engine::fetch::{PsaClient, Sources};
 use cspsync::engine::journal::Journal;
-use cspsync::sim::generate::{GenOptions, generate};
-use cspsync::sim::{self, FaultSpec, SimHandle, World};
+use cspsync::sim::{SimHandle, World};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
+
+mod support;
 
 // ---------------------------------------------------------------------------------------------
 // Set-up
@@ -36,17 +37,13 @@ fn today() -> NaiveDate {
 }
 
 fn world(customers: usize, seed: u64) -> World {
-    let mut w = generate(&GenOptions::new(customers, seed, today()));
-    w.app.device_code_interval_secs = 1;
-    w
+    support::sim::generated(customers, seed)
 }
 
 struct Env {
-    _handle: SimHandle,
+    handle: SimHandle,
     world: World,
     sources: Sources,
-    control: String,
-    http: reqwest::Client,
 }
 
 impl Env {
@@ -55,21 +52,12 @@ impl Env {
     }
 
     async fn with_world(psa: PsaKind, world: World) -> Env {
-        let handle = sim::start(
-            world.clone(),
-            FaultSpec::default(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
+        let handle = support::sim::start(&world).await;
         let sources = demo::connect(&handle, &world, psa).await.unwrap();
-        let control = handle.urls().control;
         Env {
-            _handle: handle,
+            handle,
             world,
             sources,
-            control,
-            http: reqwest::Client::new(),
         }
     }
 
@@ -78,33 +66,16 @@ impl Env {
     }
 
     async fn state(&self) -> Value {
-        self.http
-            .get(format!("{}/state", self.control))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        support::sim::state(&self.handle).await
     }
 
     async fn faults(&self, spec: &str) {
-        let r = self
-            .http
-            .post(format!("{}/faults", self.control))
-            .body(spec.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        support::sim::faults(&self.handle, spec).await
     }
 
     /// Injected failures the sim counted (429s, 5xx, dropped connections).
     async fn injected(&self) -> u64 {
-        let stats: Value = self
-            .http
-            .get(format!("{}/stats", self.control))
-            .send()
+        let stats: Value = reqwest::get(format!("{}/stats", self.handle.urls().control))
             .await
             .unwrap()
             .json()

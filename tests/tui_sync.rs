@@ -24,6 +24,8 @@ use cspsync::tui::panes::Step;
 use cspsync::tui::panes::sync::{self, Cmd, Phase, Popup, Row};
 use cspsync::tui::testing::{ctrl, key, screen, send, type_text};
 
+mod support;
+
 const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
 
 fn t0() -> DateTime<Utc> {
@@ -1594,48 +1596,18 @@ async fn run_applies_the_demo_plan_and_a_new_plan_is_empty() {
 
 /// A generated world of `customers`, its ConnectWise answering after `cw_latency`, signed in
 /// and syncing to ConnectWise; the runner's services pointed at it.
-async fn slow_cw_env(
-    customers: usize,
-    cw_latency: &str,
-) -> (
-    cspsync::sim::SimHandle,
-    Setup,
-    Arc<cspsync::tui::runner::Services>,
-    tempfile::TempDir,
-) {
-    let today = Utc::now().date_naive();
-    let mut world = cspsync::sim::generate::generate(&cspsync::sim::generate::GenOptions::new(
-        customers, 42, today,
-    ));
-    world.app.device_code_interval_secs = 1;
-    let faults =
-        cspsync::sim::FaultSpec::parse(&format!("connectwise.latency={cw_latency}")).unwrap();
-    let sim = cspsync::sim::start(world.clone(), faults, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let urls = sim.urls();
-    let mut setup = cspsync::run::demo_setup(&world, &urls).unwrap();
-    setup.settings.psa.kind = PsaKindSetting::ConnectWise;
-    let session = cspsync::demo::sign_in_microsoft(&sim, &world)
-        .await
-        .unwrap();
-    setup.secrets.microsoft_refresh_token = Some(session.refresh_token().secret().to_string());
-    let dir = tempfile::tempdir().unwrap();
-    let svc = cspsync::tui::runner::Services::new(
-        cspsync::connect::Context::with_endpoints(
-            cspsync::config::Endpoints::from_sim(&urls).unwrap(),
-        ),
-        cspsync::config::ConfigDir {
-            dir: dir.path().to_path_buf(),
-        },
-        None,
-    );
-    (sim, setup, Arc::new(svc), dir)
+async fn slow_cw_env(customers: usize, cw_latency: &str) -> cspsync::tui::testing::SimEnv {
+    let world = support::sim::generated(customers, 42);
+    let mut env = cspsync::tui::testing::SimEnv::start(world, true).await;
+    support::sim::faults(&env.sim, &format!("connectwise.latency={cw_latency}")).await;
+    env.setup.settings.psa.kind = PsaKindSetting::ConnectWise;
+    env
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn esc_cancels_a_running_apply_cleanly() {
-    let (_sim, setup, svc, _dir) = slow_cw_env(500, "80ms").await;
+    let env = slow_cw_env(500, "80ms").await;
+    let (setup, svc) = (env.setup.clone(), env.svc.clone());
     let mut app = on_tab(setup);
     let fx = send(&mut app, key(KeyCode::Enter));
     let [Effect::Sync(plan_cmd)] = fx.as_slice() else {
