@@ -114,34 +114,10 @@ async fn autotask_state(
     Vec<(u64, u64, i64, String)>,
     BTreeMap<u64, i64>,
 ) {
-    let s = support::sim::state(h).await;
-    let at = &s["world"]["autotask"];
-    let mut services: Vec<(u64, u64)> = at["contract_services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["contract_id"].as_u64().unwrap(),
-                c["service_id"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    services.sort();
-    let mut adjustments: Vec<(u64, u64, i64, String)> = at["contract_service_adjustments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["contract_id"].as_u64().unwrap(),
-                a["service_id"].as_u64().unwrap(),
-                a["unit_change"].as_i64().unwrap(),
-                a["effective_date"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    adjustments.sort();
+    let state = &support::sim::state(h).await;
+    let at = &state["world"]["autotask"];
+    let services = support::sim::at_contract_services(state);
+    let adjustments = support::sim::at_adjustments(state);
     let today = chrono::Utc::now().date_naive().to_string();
     let mut units = BTreeMap::new();
     for u in at["contract_service_units"].as_array().unwrap() {

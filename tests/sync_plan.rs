@@ -1810,12 +1810,7 @@ mod world {
             .take(3)
             .map(|c| c.id)
             .collect();
-        w.autotask
-            .contract_services
-            .retain(|c| !gone.contains(&c.id));
-        w.autotask
-            .contract_service_units
-            .retain(|u| !gone.contains(&u.contract_service_id));
+        crate::support::sim::remove_contract_services(&mut w, &gone);
 
         let kinds = check_world(w, "perturbed N=24 seed=7").await;
         let of = |p: PsaKind| kinds.iter().find(|k| k.0 == p).unwrap().1.clone();

@@ -26,6 +26,16 @@ pub fn generated(customers: usize, seed: u64) -> World {
     w
 }
 
+/// Remove these Autotask contract services (ids) and their unit records from `w`.
+pub fn remove_contract_services(w: &mut World, gone: &[u64]) {
+    w.autotask
+        .contract_services
+        .retain(|c| !gone.contains(&c.id));
+    w.autotask
+        .contract_service_units
+        .retain(|u| !gone.contains(&u.contract_service_id));
+}
+
 /// A sim of `w` on a free loopback port, without faults.
 pub async fn start(w: &World) -> SimHandle {
     sim::start(
@@ -53,6 +63,44 @@ pub fn save(dir: &tempfile::TempDir, setup: &Setup) {
     };
     c.save_settings(&setup.settings).unwrap();
     c.save_secrets(&setup.secrets).unwrap();
+}
+
+/// Autotask's contract services in a state dump as (contract, service), sorted.
+pub fn at_contract_services(state: &Value) -> Vec<(u64, u64)> {
+    let mut services: Vec<(u64, u64)> = state["world"]["autotask"]["contract_services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["contract_id"].as_u64().unwrap(),
+                c["service_id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    services.sort();
+    services
+}
+
+/// Autotask's unit adjustments in a state dump as (contract, service, change, effective
+/// date), sorted; ids and times left out.
+pub fn at_adjustments(state: &Value) -> Vec<(u64, u64, i64, String)> {
+    let mut adjustments: Vec<(u64, u64, i64, String)> =
+        state["world"]["autotask"]["contract_service_adjustments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["contract_id"].as_u64().unwrap(),
+                    a["service_id"].as_u64().unwrap(),
+                    a["unit_change"].as_i64().unwrap(),
+                    a["effective_date"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+    adjustments.sort();
+    adjustments
 }
 
 /// The sim's state dump (`GET {control}/state`).
