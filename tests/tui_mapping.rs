@@ -29,6 +29,7 @@ use cspsync::domain::{
 };
 use cspsync::tui::app::{Effect, Setup};
 use cspsync::tui::panes::mapping::{self, Action, Focus, Row, Section, State};
+use cspsync::tui::testing::buffer_text;
 use cspsync::tui::theme::Theme;
 
 mod support;
@@ -297,15 +298,7 @@ fn screen(s: &State, setup: &Setup, w: u16, h: u16) -> String {
             );
         })
         .unwrap();
-    let buf = terminal.backend().buffer().clone();
-    let mut out = String::new();
-    for y in 0..buf.area.height {
-        for x in 0..buf.area.width {
-            out.push_str(buf[(x, y)].symbol());
-        }
-        out.push('\n');
-    }
-    out
+    buffer_text(terminal.backend().buffer())
 }
 
 fn snap(name: &str, s: &State, setup: &Setup) {

@@ -22,7 +22,7 @@ use cspsync::engine::fetch::FetchProgress;
 use cspsync::tui::app::{App, Effect, Modal, Msg, Setup, Tab};
 use cspsync::tui::panes::Step;
 use cspsync::tui::panes::sync::{self, Cmd, Phase, Popup, Row};
-use cspsync::tui::testing::{ctrl, key, screen, send, type_text};
+use cspsync::tui::testing::{assert_shows, ctrl, key, screen, send, type_text};
 
 mod support;
 
@@ -586,29 +586,16 @@ fn cautioned_writes_need_yes_or_are_left_out() {
     let mut app = planned(setup(), sample_plan());
     send(&mut app, key(KeyCode::Char('a')));
     let s = screen(&app, 120, 40);
-    assert!(
-        s.contains("Apply 5 writes to ConnectWise Manage for 3 customers?"),
-        "{s}"
-    );
-    assert!(
-        s.contains("2 of them need your explicit confirmation"),
-        "{s}"
-    );
-    assert!(
-        s.contains("lowers the charge below the 8 licences assigned"),
-        "{s}"
-    );
-    assert!(
-        s.contains("⚠ Bayside Legal · cancel addition 4 → – Microsoft Teams Essentials"),
-        "{s}"
-    );
-    assert!(
-        s.contains("a decrease outside the 7-day NCE cancellation window"),
-        "{s}"
-    );
-    assert!(
-        s.contains("Enter alone applies the other 3 (for 2 customers) and leaves these out"),
-        "{s}"
+    assert_shows(
+        &s,
+        &[
+            "Apply 5 writes to ConnectWise Manage for 3 customers?",
+            "2 of them need your explicit confirmation",
+            "lowers the charge below the 8 licences assigned",
+            "⚠ Bayside Legal · cancel addition 4 → – Microsoft Teams Essentials",
+            "a decrease outside the 7-day NCE cancellation window",
+            "Enter alone applies the other 3 (for 2 customers) and leaves these out",
+        ],
     );
     snap("confirm_cautions", &app);
     // `y` is not a confirmation here: it is typed.
@@ -711,20 +698,16 @@ fn applying_shows_gauge_customers_rate_and_log() {
     assert_eq!(a.counts.already_done, 1);
     assert_eq!(a.per_second, vec![1, 1, 0, 1]);
     let s = screen(&app, 120, 40);
-    assert!(
-        s.contains("Applying to ConnectWise Manage: 2 done · 1 already done · 0 failed"),
-        "{s}"
-    );
-    assert!(s.contains("3 of 5"), "{s}");
-    assert!(
-        s.contains("Elapsed 0:04 · about 0:02 left · 1 write/s"),
-        "{s}"
-    );
-    assert!(s.contains("running  Bayside Legal"), "{s}");
-    assert!(s.contains("retry: ConnectWise Manage answered 429"), "{s}");
-    assert!(
-        s.contains("= Acme Plumbing          add addition          – → 5"),
-        "{s}"
+    assert_shows(
+        &s,
+        &[
+            "Applying to ConnectWise Manage: 2 done · 1 already done · 0 failed",
+            "3 of 5",
+            "Elapsed 0:04 · about 0:02 left · 1 write/s",
+            "running  Bayside Legal",
+            "retry: ConnectWise Manage answered 429",
+            "= Acme Plumbing          add addition          – → 5",
+        ],
     );
     snap("applying", &app);
 }
@@ -871,22 +854,15 @@ fn done_summarises_and_r_reruns_reconcile() {
     assert_eq!(app.sync.phase, Phase::Done);
     assert_eq!(app.status(Tab::Sync), Step::ToDo, "a write failed");
     let s = screen(&app, 120, 40);
-    assert!(
-        s.contains("Finished 04:25:06 UTC (0:06): 3 done · 1 already done · 1 failed · 0 skipped"),
-        "{s}"
-    );
-    assert!(s.contains("Failed writes (1):"), "{s}");
-    assert!(
-        s.contains("✗ Bayside Legal: cancel addition 4 → –, Microsoft Teams Essentials"),
-        "{s}"
-    );
-    assert!(
-        s.contains("  ConnectWise Manage refused the change (400): the addition is closed."),
-        "{s}"
-    );
-    assert!(
-        s.contains("Reconcile should now show these lines in line: press R"),
-        "{s}"
+    assert_shows(
+        &s,
+        &[
+            "Finished 04:25:06 UTC (0:06): 3 done · 1 already done · 1 failed · 0 skipped",
+            "Failed writes (1):",
+            "✗ Bayside Legal: cancel addition 4 → –, Microsoft Teams Essentials",
+            "  ConnectWise Manage refused the change (400): the addition is closed.",
+            "Reconcile should now show these lines in line: press R",
+        ],
     );
     snap("done", &app);
     // The engine's task ends after its summary: nothing changes.
