@@ -164,13 +164,9 @@ fn doctor_without_settings_says_how_to_start_the_setup() {
     );
 }
 
-fn world() -> World {
-    support::sim::demo_world()
-}
-
 /// A sim and a fully completed setup against it (the demo's).
 async fn set_up() -> (SimHandle, World, Setup) {
-    let w = world();
+    let w = support::sim::demo_world();
     let sim = support::sim::start(&w).await;
     let setup = cspsync::doctor::complete_demo_setup(&sim, &w)
         .await

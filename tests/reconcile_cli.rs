@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use cspsync::config::{ConfigDir, PsaKindSetting};
-use cspsync::sim::World;
 
 mod support;
 use support::cli::{run, run_async};
@@ -96,13 +95,9 @@ fn without_settings_it_says_how_to_set_up() {
     assert!(out.stdout.is_empty());
 }
 
-fn world() -> World {
-    support::sim::demo_world()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saved_settings_reconcile_and_the_rotated_xero_sign_in_is_kept() {
-    let w = world();
+    let w = support::sim::demo_world();
     let sim = support::sim::start(&w).await;
     let (mut setup, d) = support::sim::saved_setup(&sim, &w).await;
     assert_eq!(setup.settings.psa.kind, PsaKindSetting::Xero);

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use cspsync::config::{AllowedUser, ConfigDir, Role, Secrets, Settings};
-use cspsync::sim::World;
 
 mod support;
 use support::cli::{run, run_async};
@@ -230,15 +229,11 @@ fn only_an_operator_may_apply() {
     );
 }
 
-fn world() -> World {
-    support::sim::demo_world()
-}
-
 /// Saved settings against a world that outlives each process: plan, apply, then a second plan
 /// in a new process finds nothing to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saved_settings_plan_apply_then_nothing_to_do() {
-    let w = world();
+    let w = support::sim::demo_world();
     let sim = support::sim::start(&w).await;
     let (setup, d) = support::sim::saved_setup(&sim, &w).await;
     let dir = d.path().to_str().unwrap().to_string();
