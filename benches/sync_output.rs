@@ -13,12 +13,12 @@
 //! median 0.3 KB/s, mean 0.5 KB/s, max 1.6 KB/s.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../tests/support/pty.rs"]
-mod pty;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
-use pty::{Key, Term};
+use support::pty::{Key, Term};
 
 const CUSTOMERS: &str = "1000";
 /// Per simulated call: long enough for the apply to run several seconds.
@@ -93,17 +93,7 @@ fn measure(cols: u16, rows: u16) -> Run {
         .map(|l| l.trim().to_string())
         .unwrap_or_default();
     t.press(Key::Char('a'));
-    // The popup's last line: `Confirm:` (cautions: type yes) or `y apply`.
-    t.wait_until("the confirmation", STEP, |s| {
-        s.contents().contains("Confirm:") || s.contents().contains("y apply")
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    if t.text().contains("Confirm:") {
-        t.type_text("yes");
-        t.press(Key::Enter);
-    } else {
-        t.press(Key::Char('y'));
-    }
+    support::walk::confirm_apply(&t, STEP);
     t.wait_until("the progress view", STEP, |s| {
         s.contents().contains("Applying to") || s.contents().contains("Finished")
     })
@@ -140,7 +130,7 @@ fn measure(cols: u16, rows: u16) -> Run {
 fn main() {
     println!(
         "sync_output: {} (release binary), demo with {CUSTOMERS} customers, {LATENCY}",
-        pty::cspsync_bin().display()
+        support::pty::cspsync_bin().display()
     );
     for (cols, rows) in [(120, 40), (80, 24)] {
         let r = measure(cols, rows);

@@ -6,17 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::Command;
 
 use cspsync::config::{ConfigDir, PsaKindSetting, Secrets, Settings};
-use cspsync::sim::{self, FaultSpec, SimHandle, World};
+use cspsync::sim::{SimHandle, World};
 use cspsync::tui::app::Setup;
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod support;
+use support::cli::{Out, run, run_async};
 
 impl Out {
     /// The report line of one check (`✓ Name: …`), whatever its mark.
@@ -29,30 +25,6 @@ impl Out {
             })
             .unwrap_or_else(|| panic!("no `{name}` line in:\n{}", self.stdout))
     }
-}
-
-fn run(args: &[&str]) -> Out {
-    let out = Command::new(env!("CARGO_BIN_EXE_cspsync"))
-        .args(args)
-        .env_remove("CSPSYNC_CONFIG_DIR")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run cspsync");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// Run the binary off the async runtime (the sim keeps serving meanwhile).
-async fn run_async(args: Vec<String>) -> Out {
-    tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(&a)
-    })
-    .await
-    .unwrap()
 }
 
 fn dir_arg(dir: &Path) -> String {
@@ -192,22 +164,10 @@ fn doctor_without_settings_says_how_to_start_the_setup() {
     );
 }
 
-fn world() -> World {
-    let mut w = cspsync::run::build_world(&cspsync::cli::WorldArgs::default()).unwrap();
-    w.app.device_code_interval_secs = 1;
-    w
-}
-
 /// A sim and a fully completed setup against it (the demo's).
 async fn set_up() -> (SimHandle, World, Setup) {
-    let w = world();
-    let sim = sim::start(
-        w.clone(),
-        FaultSpec::default(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let w = support::sim::demo_world();
+    let sim = support::sim::start(&w).await;
     let setup = cspsync::doctor::complete_demo_setup(&sim, &w)
         .await
         .unwrap();

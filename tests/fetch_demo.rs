@@ -3,25 +3,14 @@
 
 use cspsync::demo::{self, PsaKind};
 use cspsync::engine::fetch::{self, FetchProgress, PsaSnapshot};
-use cspsync::sim::{self, FaultSpec, generate};
+use cspsync::sim::{self, FaultSpec};
 
-fn world(customers: usize, seed: u64) -> sim::World {
-    let today = chrono::Utc::now().date_naive();
-    let mut w = generate::generate(&generate::GenOptions::new(customers, seed, today));
-    w.app.device_code_interval_secs = 1;
-    w
-}
+mod support;
 
 #[tokio::test]
 async fn fetch_every_psa() {
-    let w = world(12, 42);
-    let handle = sim::start(
-        w.clone(),
-        FaultSpec::default(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let w = support::sim::generated(12, 42);
+    let handle = support::sim::start(&w).await;
     for psa in [PsaKind::ConnectWise, PsaKind::Autotask, PsaKind::Xero] {
         let sources = demo::connect(&handle, &w, psa)
             .await
@@ -127,7 +116,7 @@ async fn fetch_with(w: &sim::World, faults: &str, psa: PsaKind) -> (String, u64)
 /// what a clean fetch returns, for every PSA.
 #[tokio::test]
 async fn a_faulty_fetch_returns_the_same_data_as_a_clean_one() {
-    let w = world(30, 7);
+    let w = support::sim::generated(30, 7);
     for psa in [PsaKind::ConnectWise, PsaKind::Autotask, PsaKind::Xero] {
         let (clean, none) = fetch_with(&w, "", psa).await;
         assert_eq!(none, 0);

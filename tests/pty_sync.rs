@@ -92,17 +92,7 @@ fn progress_then_quitting_while_applying_stops_cleanly() {
     t.press(Key::Enter);
     walk::wait_long(&t, "writes selected", LONG);
     t.press(Key::Char('a'));
-    // The popup's last line: `Confirm:` (cautions: type yes) or `y apply`.
-    t.wait_until("the confirmation", STEP, |s| {
-        s.contents().contains("Confirm:") || s.contents().contains("y apply")
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    if t.text().contains("Confirm:") {
-        t.type_text("yes");
-        t.press(Key::Enter);
-    } else {
-        t.press(Key::Char('y'));
-    }
+    walk::confirm_apply(&t, STEP);
     // The progress view: status, gauge, customers, log.
     wait(&t, "Applying to ConnectWise Manage");
     wait(&t, "Customers (");

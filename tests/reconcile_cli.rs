@@ -3,39 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::Command;
 
 use cspsync::config::{ConfigDir, PsaKindSetting};
-use cspsync::sim::{self, FaultSpec, World};
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(args: &[&str]) -> Out {
-    let out = Command::new(env!("CARGO_BIN_EXE_cspsync"))
-        .args(args)
-        .env_remove("CSPSYNC_CONFIG_DIR")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run cspsync");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-async fn run_async(args: Vec<String>) -> Out {
-    tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(&a)
-    })
-    .await
-    .unwrap()
-}
+mod support;
+use support::cli::{run, run_async};
 
 /// The one-customer, one-consistent-line dataset of docs/dataset.md.
 fn example_dataset() -> serde_json::Value {
@@ -123,32 +95,15 @@ fn without_settings_it_says_how_to_set_up() {
     assert!(out.stdout.is_empty());
 }
 
-fn world() -> World {
-    let mut w = cspsync::run::build_world(&cspsync::cli::WorldArgs::default()).unwrap();
-    w.app.device_code_interval_secs = 1;
-    w
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saved_settings_reconcile_and_the_rotated_xero_sign_in_is_kept() {
-    let w = world();
-    let sim = sim::start(
-        w.clone(),
-        FaultSpec::default(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let mut setup = cspsync::doctor::complete_demo_setup(&sim, &w)
-        .await
-        .unwrap();
+    let w = support::sim::demo_world();
+    let sim = support::sim::start(&w).await;
+    let (mut setup, d) = support::sim::saved_setup(&sim, &w).await;
     assert_eq!(setup.settings.psa.kind, PsaKindSetting::Xero);
-    let d = tempfile::tempdir().unwrap();
     let c = ConfigDir {
         dir: d.path().to_path_buf(),
     };
-    c.save_settings(&setup.settings).unwrap();
-    c.save_secrets(&setup.secrets).unwrap();
     let dir = d.path().to_str().unwrap().to_string();
     let before = setup.secrets.xero_refresh_token.clone().unwrap();
 

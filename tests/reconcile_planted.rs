@@ -13,7 +13,9 @@ use std::collections::BTreeSet;
 use cspsync::demo::{self, PsaKind};
 use cspsync::domain::{self, Options, Reconciliation, Status};
 use cspsync::engine::fetch::{self, FetchProgress};
-use cspsync::sim::{self, FaultSpec, World, generate};
+use cspsync::sim::World;
+
+mod support;
 
 type Row = (String, String, String, String);
 
@@ -86,16 +88,8 @@ fn show(rows: &BTreeSet<&Row>, w: &World) -> String {
 }
 
 async fn check_world(customers: usize, seed: u64) {
-    let today = chrono::Utc::now().date_naive();
-    let mut w = generate::generate(&generate::GenOptions::new(customers, seed, today));
-    w.app.device_code_interval_secs = 1;
-    let handle = sim::start(
-        w.clone(),
-        FaultSpec::default(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let w = support::sim::generated(customers, seed);
+    let handle = support::sim::start(&w).await;
     let session = demo::sign_in_microsoft(&handle, &w).await.unwrap();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     for psa in [PsaKind::ConnectWise, PsaKind::Autotask, PsaKind::Xero] {
@@ -180,16 +174,8 @@ async fn planted_mismatches_200_customers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark figure; slow in debug builds"]
 async fn reconcile_1000_customers_time() {
-    let today = chrono::Utc::now().date_naive();
-    let mut w = generate::generate(&generate::GenOptions::new(1000, 42, today));
-    w.app.device_code_interval_secs = 1;
-    let handle = sim::start(
-        w.clone(),
-        FaultSpec::default(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let w = support::sim::generated(1000, 42);
+    let handle = support::sim::start(&w).await;
     let session = demo::sign_in_microsoft(&handle, &w).await.unwrap();
     for psa in [PsaKind::ConnectWise, PsaKind::Autotask, PsaKind::Xero] {
         let sources = demo::sources(&handle, &w, session.clone(), psa)

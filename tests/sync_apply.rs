@@ -21,11 +21,12 @@ use cspsync::domain::sync::{
 use cspsync::engine::apply::{self, ApplyContext, ApplyReport, Hook, HookAction, HookPoint, Stage};
 use cspsync::engine::fetch::{PsaClient, Sources};
 use cspsync::engine::journal::Journal;
-use cspsync::sim::generate::{GenOptions, generate};
-use cspsync::sim::{self, FaultSpec, SimHandle, World};
+use cspsync::sim::{SimHandle, World};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
+
+mod support;
 
 // ---------------------------------------------------------------------------------------------
 // Set-up
@@ -36,17 +37,13 @@ fn today() -> NaiveDate {
 }
 
 fn world(customers: usize, seed: u64) -> World {
-    let mut w = generate(&GenOptions::new(customers, seed, today()));
-    w.app.device_code_interval_secs = 1;
-    w
+    support::sim::generated(customers, seed)
 }
 
 struct Env {
-    _handle: SimHandle,
+    handle: SimHandle,
     world: World,
     sources: Sources,
-    control: String,
-    http: reqwest::Client,
 }
 
 impl Env {
@@ -55,21 +52,12 @@ impl Env {
     }
 
     async fn with_world(psa: PsaKind, world: World) -> Env {
-        let handle = sim::start(
-            world.clone(),
-            FaultSpec::default(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
+        let handle = support::sim::start(&world).await;
         let sources = demo::connect(&handle, &world, psa).await.unwrap();
-        let control = handle.urls().control;
         Env {
-            _handle: handle,
+            handle,
             world,
             sources,
-            control,
-            http: reqwest::Client::new(),
         }
     }
 
@@ -78,33 +66,16 @@ impl Env {
     }
 
     async fn state(&self) -> Value {
-        self.http
-            .get(format!("{}/state", self.control))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        support::sim::state(&self.handle).await
     }
 
     async fn faults(&self, spec: &str) {
-        let r = self
-            .http
-            .post(format!("{}/faults", self.control))
-            .body(spec.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        support::sim::faults(&self.handle, spec).await
     }
 
     /// Injected failures the sim counted (429s, 5xx, dropped connections).
     async fn injected(&self) -> u64 {
-        let stats: Value = self
-            .http
-            .get(format!("{}/stats", self.control))
-            .send()
+        let stats: Value = reqwest::get(format!("{}/stats", self.handle.urls().control))
             .await
             .unwrap()
             .json()
@@ -184,6 +155,8 @@ struct Applied {
     events: Vec<ApplyEvent>,
 }
 
+/// Apply every write of `plan`, collecting the events; with `cancel_after`, cancel once that
+/// many writes were reported (`Some(0)`: cancelled before it starts).
 async fn run(
     psa: &PsaClient,
     plan: &Plan,
@@ -192,7 +165,7 @@ async fn run(
 ) -> Applied {
     let (tx, mut rx) = mpsc::channel(4096);
     let (ptx, _prx) = watch::channel(ApplyProgress::default());
-    let (ctx_tx, crx) = watch::channel(false);
+    let (ctx_tx, crx) = watch::channel(cancel_after == Some(0));
     let selected = vec![true; plan.writes.len()];
     let collect = async {
         let mut events = Vec::new();
@@ -280,18 +253,7 @@ type AtRows = (
 
 fn at_rows(state: &Value) -> AtRows {
     let at = &state["world"]["autotask"];
-    let mut services: Vec<(u64, u64)> = at["contract_services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["contract_id"].as_u64().unwrap(),
-                c["service_id"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    services.sort();
+    let services = support::sim::at_contract_services(state);
     let by_id: BTreeMap<u64, (u64, u64)> = at["contract_services"]
         .as_array()
         .unwrap()
@@ -306,20 +268,7 @@ fn at_rows(state: &Value) -> AtRows {
             )
         })
         .collect();
-    let mut adjustments: Vec<(u64, u64, i64, String)> = at["contract_service_adjustments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["contract_id"].as_u64().unwrap(),
-                a["service_id"].as_u64().unwrap(),
-                a["unit_change"].as_i64().unwrap(),
-                a["effective_date"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    adjustments.sort();
+    let adjustments = support::sim::at_adjustments(state);
     let t = today().to_string();
     let mut units: BTreeMap<(u64, u64), (String, i64)> = BTreeMap::new();
     for u in at["contract_service_units"].as_array().unwrap() {
@@ -941,26 +890,13 @@ async fn faulty_apply_matches_clean(
     let p = p_of(&env.world);
     env.faults(faults).await;
     let journal = Arc::new(Journal::memory());
-    let mut r = run(
-        env.psa(),
-        &p,
-        ApplyContext::new(journal.clone(), actor()),
-        None,
-    )
-    .await
-    .report;
+    let ctx = || ApplyContext::new(journal.clone(), actor());
+    let mut r = run(env.psa(), &p, ctx(), None).await.report;
     for _ in 0..reruns {
         if r.all_succeeded() {
             break;
         }
-        r = run(
-            env.psa(),
-            &p,
-            ApplyContext::new(journal.clone(), actor()),
-            None,
-        )
-        .await
-        .report;
+        r = run(env.psa(), &p, ctx(), None).await.report;
     }
     env.faults("").await;
     assert!(r.all_succeeded(), "{faults}: {r:#?}");
@@ -1065,21 +1001,7 @@ async fn cancel_leaves_no_customer_half_done_and_a_rerun_completes() {
 async fn xero_cancel_stops_customers_that_had_not_started() {
     let env = Env::start(PsaKind::Xero, 12).await;
     let p = xero_plan(&env.world, 40, "2026-11");
-    let (tx, mut rx) = mpsc::channel(4096);
-    let (ptx, _p) = watch::channel(ApplyProgress::default());
-    let (ctx_tx, crx) = watch::channel(true);
-    let _keep = ctx_tx;
-    let r = apply::apply(
-        env.psa(),
-        &p,
-        &vec![true; p.writes.len()],
-        memory_ctx(),
-        tx,
-        &ptx,
-        crx,
-    )
-    .await;
-    while rx.try_recv().is_ok() {}
+    let r = run(env.psa(), &p, memory_ctx(), Some(0)).await.report;
     assert!(r.cancelled);
     assert_eq!(r.skipped, p.writes.len());
     assert_eq!(r.requests, 0);
@@ -1114,24 +1036,7 @@ async fn crash_at(
     let ctx = ApplyContext::new(journal, actor()).with_hook(hook);
     let psa = psa.clone();
     let plan = p.clone();
-    let task = tokio::spawn(async move {
-        let (tx, mut rx) = mpsc::channel(4096);
-        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-        let (ptx, _p) = watch::channel(ApplyProgress::default());
-        let (_c, crx) = watch::channel(false);
-        let r = apply::apply(
-            &psa,
-            &plan,
-            &vec![true; plan.writes.len()],
-            ctx,
-            tx,
-            &ptx,
-            crx,
-        )
-        .await;
-        drain.abort();
-        r
-    });
+    let task = tokio::spawn(async move { run(&psa, &plan, ctx, None).await.report });
     let halted = tokio::time::timeout(std::time::Duration::from_secs(120), halted_rx)
         .await
         .is_ok_and(|r| r.is_ok());
@@ -1240,12 +1145,7 @@ fn drifted(customers: usize, psa: PsaKind) -> World {
                 .filter(|(i, _)| i % 4 == 3)
                 .map(|(_, c)| c.id)
                 .collect();
-            w.autotask
-                .contract_services
-                .retain(|c| !gone.contains(&c.id));
-            w.autotask
-                .contract_service_units
-                .retain(|u| !gone.contains(&u.contract_service_id));
+            support::sim::remove_contract_services(&mut w, &gone);
         }
         _ => {}
     }

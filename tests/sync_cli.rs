@@ -3,39 +3,10 @@
 //! who may apply, and the audit log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
-
 use cspsync::config::{AllowedUser, ConfigDir, Role, Secrets, Settings};
-use cspsync::sim::{self, FaultSpec, World};
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(args: &[&str]) -> Out {
-    let out = Command::new(env!("CARGO_BIN_EXE_cspsync"))
-        .args(args)
-        .env_remove("CSPSYNC_CONFIG_DIR")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run cspsync");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-async fn run_async(args: Vec<String>) -> Out {
-    tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(&a)
-    })
-    .await
-    .unwrap()
-}
+mod support;
+use support::cli::{run, run_async};
 
 #[test]
 fn demo_plan_formats_and_exit_codes() {
@@ -258,33 +229,13 @@ fn only_an_operator_may_apply() {
     );
 }
 
-fn world() -> World {
-    let mut w = cspsync::run::build_world(&cspsync::cli::WorldArgs::default()).unwrap();
-    w.app.device_code_interval_secs = 1;
-    w
-}
-
 /// Saved settings against a world that outlives each process: plan, apply, then a second plan
 /// in a new process finds nothing to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saved_settings_plan_apply_then_nothing_to_do() {
-    let w = world();
-    let sim = sim::start(
-        w.clone(),
-        FaultSpec::default(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let setup = cspsync::doctor::complete_demo_setup(&sim, &w)
-        .await
-        .unwrap();
-    let d = tempfile::tempdir().unwrap();
-    let c = ConfigDir {
-        dir: d.path().to_path_buf(),
-    };
-    c.save_settings(&setup.settings).unwrap();
-    c.save_secrets(&setup.secrets).unwrap();
+    let w = support::sim::demo_world();
+    let sim = support::sim::start(&w).await;
+    let (setup, d) = support::sim::saved_setup(&sim, &w).await;
     let dir = d.path().to_str().unwrap().to_string();
     let args = |rest: &[&str]| {
         let mut v = vec!["--config-dir".to_string(), dir.clone()];

@@ -11,17 +11,19 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 
-use cspsync::config::ConfigDir;
 use cspsync::demo::PsaKind;
-use cspsync::sim::{self, FaultSpec, SimHandle, World};
+use cspsync::sim::{SimHandle, World};
 use serde_json::Value;
 
+mod support;
+use support::cli::run_async;
+use support::sim::{faults, saved_setup, start};
+
 fn world() -> World {
-    let today = chrono::Utc::now().date_naive();
-    let w =
-        cspsync::sim::generate::generate(&cspsync::sim::generate::GenOptions::new(40, 42, today));
+    let w = support::sim::generated(40, 42);
     let mut w = cspsync::engine::bench_sync::one_seat_off(&w, PsaKind::Autotask);
     w.app.device_code_interval_secs = 1;
     w
@@ -29,26 +31,12 @@ fn world() -> World {
 
 /// A sim of `w` and a settings directory set up against it.
 async fn setup(w: &World) -> (SimHandle, tempfile::TempDir) {
-    let handle = sim::start(
-        w.clone(),
-        FaultSpec::default(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let s = cspsync::doctor::complete_demo_setup(&handle, w)
-        .await
-        .unwrap();
-    let d = tempfile::tempdir().unwrap();
-    let c = ConfigDir {
-        dir: d.path().to_path_buf(),
-    };
-    c.save_settings(&s.settings).unwrap();
-    c.save_secrets(&s.secrets).unwrap();
+    let handle = start(w).await;
+    let (_, d) = saved_setup(&handle, w).await;
     (handle, d)
 }
 
-fn apply_args(dir: &std::path::Path) -> Vec<String> {
+fn apply_args(dir: &Path) -> Vec<String> {
     [
         "--config-dir",
         dir.to_str().unwrap(),
@@ -64,18 +52,54 @@ fn apply_args(dir: &std::path::Path) -> Vec<String> {
     .collect()
 }
 
-async fn apply_to_the_end(dir: std::path::PathBuf) -> (i32, String, String) {
+async fn apply_to_the_end(dir: PathBuf) -> (i32, String, String) {
+    let out = run_async(apply_args(&dir)).await;
+    (out.code, out.stdout, out.stderr)
+}
+
+/// What an apply that was stopped in the middle left: how many customers had finished when it
+/// was stopped, its exit status, its stdout and every line of its stderr.
+struct Stopped {
+    finished: usize,
+    status: ExitStatus,
+    stdout: String,
+    seen: Vec<String>,
+}
+
+/// `sync --apply` on `dir`, its progress read from stderr until `n` customers have finished
+/// (their lines start with `[`), then `stop`ped and read to the end.
+async fn apply_until(dir: PathBuf, n: usize, stop: fn(&mut Child)) -> Stopped {
     tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_cspsync"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cspsync"))
             .args(apply_args(&dir))
             .env_remove("CSPSYNC_CONFIG_DIR")
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let mut seen = Vec::new();
+        let mut finished = 0;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if line.starts_with('[') {
+                finished += 1;
+            }
+            seen.push(line);
+            if finished == n {
+                stop(&mut child);
+                break;
+            }
+        }
+        seen.extend(lines.map_while(Result::ok));
+        let out = child.wait_with_output().unwrap();
+        Stopped {
+            finished,
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            seen,
+        }
     })
     .await
     .unwrap()
@@ -90,39 +114,10 @@ async fn autotask_state(
     Vec<(u64, u64, i64, String)>,
     BTreeMap<u64, i64>,
 ) {
-    let s: Value = reqwest::get(format!("{}/state", h.urls().control))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let at = &s["world"]["autotask"];
-    let mut services: Vec<(u64, u64)> = at["contract_services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["contract_id"].as_u64().unwrap(),
-                c["service_id"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    services.sort();
-    let mut adjustments: Vec<(u64, u64, i64, String)> = at["contract_service_adjustments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["contract_id"].as_u64().unwrap(),
-                a["service_id"].as_u64().unwrap(),
-                a["unit_change"].as_i64().unwrap(),
-                a["effective_date"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    adjustments.sort();
+    let state = &support::sim::state(h).await;
+    let at = &state["world"]["autotask"];
+    let services = support::sim::at_contract_services(state);
+    let adjustments = support::sim::at_adjustments(state);
     let today = chrono::Utc::now().date_naive().to_string();
     let mut units = BTreeMap::new();
     for u in at["contract_service_units"].as_array().unwrap() {
@@ -153,42 +148,17 @@ async fn kill_9_mid_apply_then_apply_again_converges() {
 
     // The victim: slow enough to be killed in the middle.
     let (sim, dir) = setup(&w).await;
-    reqwest::Client::new()
-        .post(format!("{}/faults", sim.urls().control))
-        .body("latency=60ms")
-        .send()
-        .await
-        .unwrap();
-    let args = apply_args(dir.path());
-    let progress = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cspsync"))
-            .args(&args)
-            .env_remove("CSPSYNC_CONFIG_DIR")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut finished = 0;
-        let mut seen = Vec::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            if line.starts_with('[') {
-                finished += 1;
-            }
-            seen.push(line);
-            if finished == 8 {
-                // SIGKILL: no destructor, no flush, no goodbye.
-                child.kill().unwrap();
-                break;
-            }
-        }
-        let status = child.wait().unwrap();
-        (status, finished, seen)
+    faults(&sim, "latency=60ms").await;
+    let Stopped {
+        finished,
+        status,
+        seen,
+        ..
+    } = apply_until(dir.path().to_path_buf(), 8, |child| {
+        // SIGKILL: no destructor, no flush, no goodbye.
+        child.kill().unwrap()
     })
-    .await
-    .unwrap();
-    let (status, finished, seen) = progress;
+    .await;
     assert_eq!(
         finished, 8,
         "the apply ended before it could be killed: {seen:?}"
@@ -220,12 +190,7 @@ async fn kill_9_mid_apply_then_apply_again_converges() {
     );
 
     // A new process: plan from fresh PSA state, journal read back, apply the rest.
-    reqwest::Client::new()
-        .post(format!("{}/faults", sim.urls().control))
-        .body("")
-        .send()
-        .await
-        .unwrap();
+    faults(&sim, "").await;
     let (code, stdout, stderr) = apply_to_the_end(dir.path().to_path_buf()).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
@@ -248,50 +213,21 @@ async fn ctrl_c_cancels_cleanly_and_a_new_apply_finishes() {
     let clean = autotask_state(&clean_sim).await;
 
     let (sim, dir) = setup(&w).await;
-    reqwest::Client::new()
-        .post(format!("{}/faults", sim.urls().control))
-        .body("latency=60ms")
-        .send()
-        .await
-        .unwrap();
-    let args = apply_args(dir.path());
-    let (code, stdout, seen) = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cspsync"))
-            .args(&args)
-            .env_remove("CSPSYNC_CONFIG_DIR")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+    faults(&sim, "latency=60ms").await;
+    let Stopped {
+        status,
+        stdout,
+        seen,
+        ..
+    } = apply_until(dir.path().to_path_buf(), 3, |child| {
+        let ok = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
             .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let mut seen = Vec::new();
-        let mut finished = 0;
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if line.starts_with('[') {
-                finished += 1;
-            }
-            seen.push(line);
-            if finished == 3 {
-                let ok = Command::new("kill")
-                    .args(["-INT", &child.id().to_string()])
-                    .status()
-                    .unwrap();
-                assert!(ok.success());
-                break;
-            }
-        }
-        seen.extend(lines.map_while(Result::ok));
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            seen,
-        )
+        assert!(ok.success());
     })
-    .await
-    .unwrap();
+    .await;
+    let code = status.code().unwrap_or(-1);
     assert_eq!(code, 1, "{stdout}{seen:?}");
     assert!(stdout.contains("(cancelled)"), "{stdout}");
     assert!(seen.iter().any(|l| l.contains("cancelling")), "{seen:?}");
@@ -305,12 +241,7 @@ async fn ctrl_c_cancels_cleanly_and_a_new_apply_finishes() {
     let partial = autotask_state(&sim).await;
     assert!(partial.1.len() < clean.1.len());
 
-    reqwest::Client::new()
-        .post(format!("{}/faults", sim.urls().control))
-        .body("")
-        .send()
-        .await
-        .unwrap();
+    faults(&sim, "").await;
     let (code, stdout, stderr) = apply_to_the_end(dir.path().to_path_buf()).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(autotask_state(&sim).await, clean);

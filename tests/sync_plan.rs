@@ -23,6 +23,8 @@ use cspsync::engine::fetch::{
     XeroSnapshot,
 };
 
+mod support;
+
 const BP: &str = "CFQ7TTC0LCHC:0002";
 const BP_SKU: &str = "cbdc14ab-d96c-4c30-b9f4-6ada7cdc1d46";
 const BP_P1Y: &str = "P1Y:CFQ7TTC0LCHC:0002:1:";
@@ -1401,7 +1403,7 @@ mod world {
     use cspsync::demo::{self, PsaKind};
     use cspsync::domain::PsaLink;
     use cspsync::engine::fetch::{self, FetchProgress, PsaClient, Sources};
-    use cspsync::sim::{self, FaultSpec, generate};
+    use cspsync::sim;
 
     async fn fetch_all(sources: &Sources) -> Snapshot {
         let (tx, _rx) = tokio::sync::watch::channel(FetchProgress::default());
@@ -1699,13 +1701,7 @@ mod world {
     async fn check_world(mut w: sim::World, label: &str) -> Vec<(PsaKind, BTreeSet<&'static str>)> {
         let today = Utc::now().date_naive();
         w.app.device_code_interval_secs = 1;
-        let handle = sim::start(
-            w.clone(),
-            FaultSpec::default(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
+        let handle = crate::support::sim::start(&w).await;
         let session = demo::sign_in_microsoft(&handle, &w).await.unwrap();
         let mut kinds = Vec::new();
         for psa in [PsaKind::ConnectWise, PsaKind::Autotask, PsaKind::Xero] {
@@ -1746,11 +1742,7 @@ mod world {
     }
 
     fn world(customers: usize, seed: u64) -> sim::World {
-        generate::generate(&generate::GenOptions::new(
-            customers,
-            seed,
-            Utc::now().date_naive(),
-        ))
+        crate::support::sim::generated(customers, seed)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1818,12 +1810,7 @@ mod world {
             .take(3)
             .map(|c| c.id)
             .collect();
-        w.autotask
-            .contract_services
-            .retain(|c| !gone.contains(&c.id));
-        w.autotask
-            .contract_service_units
-            .retain(|u| !gone.contains(&u.contract_service_id));
+        crate::support::sim::remove_contract_services(&mut w, &gone);
 
         let kinds = check_world(w, "perturbed N=24 seed=7").await;
         let of = |p: PsaKind| kinds.iter().find(|k| k.0 == p).unwrap().1.clone();

@@ -29,7 +29,10 @@ use cspsync::domain::{
 };
 use cspsync::tui::app::{Effect, Setup};
 use cspsync::tui::panes::mapping::{self, Action, Focus, Row, Section, State};
+use cspsync::tui::testing::buffer_text;
 use cspsync::tui::theme::Theme;
+
+mod support;
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
 
@@ -295,15 +298,7 @@ fn screen(s: &State, setup: &Setup, w: u16, h: u16) -> String {
             );
         })
         .unwrap();
-    let buf = terminal.backend().buffer().clone();
-    let mut out = String::new();
-    for y in 0..buf.area.height {
-        for x in 0..buf.area.width {
-            out.push_str(buf[(x, y)].symbol());
-        }
-        out.push('\n');
-    }
-    out
+    buffer_text(terminal.backend().buffer())
 }
 
 fn snap(name: &str, s: &State, setup: &Setup) {
@@ -762,25 +757,10 @@ async fn accepting_the_demo_customers_suggestion_maps_it_on_the_next_reconcile()
     use cspsync::demo::PsaKind;
     use cspsync::engine::fetch::{self, FetchProgress};
 
-    let mut world = cspsync::run::build_world(&cspsync::cli::WorldArgs::default()).unwrap();
-    world.app.device_code_interval_secs = 1;
-    let sim = cspsync::sim::start(
-        world.clone(),
-        cspsync::sim::FaultSpec::default(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let mut setup = cspsync::doctor::complete_demo_setup(&sim, &world)
-        .await
-        .unwrap();
+    let world = support::sim::demo_world();
+    let sim = support::sim::start(&world).await;
+    let (mut setup, dir) = support::sim::saved_setup(&sim, &world).await;
     assert!(mapping::may_change(&setup), "the setup account is admin");
-    let dir = tempfile::tempdir().unwrap();
-    let config = ConfigDir {
-        dir: dir.path().to_path_buf(),
-    };
-    config.save_settings(&setup.settings).unwrap();
-    config.save_secrets(&setup.secrets).unwrap();
 
     let sources = cspsync::demo::connect(&sim, &world, PsaKind::ConnectWise)
         .await
@@ -815,7 +795,11 @@ async fn accepting_the_demo_customers_suggestion_maps_it_on_the_next_reconcile()
         after.settings.mapping.customer(&c.tenant_id).unwrap().psa,
         Some(top.target.clone())
     );
-    config.save_settings(&after.settings).unwrap();
+    ConfigDir {
+        dir: dir.path().to_path_buf(),
+    }
+    .save_settings(&after.settings)
+    .unwrap();
 
     // Reconciled again with the saved decision: mapped by hand, its lines checked.
     let r = reconcile(&setup);

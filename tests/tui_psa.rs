@@ -13,7 +13,7 @@ use cspsync::config::{ConfigDir, Endpoints, PsaKindSetting};
 use cspsync::connect;
 use cspsync::secret::Secret;
 use cspsync::sim::generate::{GenOptions, generate};
-use cspsync::sim::{self, FaultSpec, SimHandle, World};
+use cspsync::sim::{SimHandle, World};
 use cspsync::tui::app::{self, App, Effect, Modal, Msg, Setup, Tab};
 use cspsync::tui::panes::Step;
 use cspsync::tui::panes::psa::{
@@ -22,6 +22,8 @@ use cspsync::tui::panes::psa::{
 use cspsync::tui::runner::{Demo, Services};
 use cspsync::tui::testing::{ctrl, key, screen, send, type_text};
 use tokio::sync::mpsc;
+
+mod support;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -1072,13 +1074,7 @@ struct Sim {
 }
 
 async fn start(world: World, demo: bool) -> Sim {
-    let handle = sim::start(
-        world.clone(),
-        FaultSpec::default(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let handle = support::sim::start(&world).await;
     let urls = handle.urls();
     let setup = cspsync::run::demo_setup(&world, &urls).unwrap();
     let dir = tempfile::tempdir().unwrap();

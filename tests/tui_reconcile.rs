@@ -20,12 +20,13 @@ use cspsync::domain::{
     PsaProductRef, Reconciliation, SourceRecord, Status, Suggestion, Summary, Term,
 };
 use cspsync::engine::fetch::{self, FetchEvent, FetchProgress, LiveFetch};
-use cspsync::sim::FaultSpec;
 use cspsync::tui::app::{App, Effect, Msg, Setup, Tab};
 use cspsync::tui::panes::Step;
 use cspsync::tui::panes::reconcile::{self, Cmd, Format, Phase, Row, Sort};
 use cspsync::tui::runner::Services;
-use cspsync::tui::testing::{key, screen, send, type_text};
+use cspsync::tui::testing::{SimEnv, key, screen, send, type_text};
+
+mod support;
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
 
@@ -1050,28 +1051,9 @@ async fn run_against_the_demo_world_finds_the_planted_statuses() {
     let today = Utc::now().date_naive();
     let mut world = cspsync::sim::generate::demo(today);
     world.app.device_code_interval_secs = 1;
-    let sim = cspsync::sim::start(
-        world.clone(),
-        FaultSpec::default(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let urls = sim.urls();
-    let mut setup = cspsync::run::demo_setup(&world, &urls).unwrap();
+    let env = SimEnv::start(world, true).await;
+    let mut setup = env.setup.clone();
     setup.settings.psa.kind = PsaKindSetting::ConnectWise;
-    let session = cspsync::demo::sign_in_microsoft(&sim, &world)
-        .await
-        .unwrap();
-    setup.secrets.microsoft_refresh_token = Some(session.refresh_token().secret().to_string());
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Services::new(
-        Context::with_endpoints(Endpoints::from_sim(&urls).unwrap()),
-        ConfigDir {
-            dir: dir.path().to_path_buf(),
-        },
-        None,
-    );
     let (tx, mut rx) = mpsc::channel(100_000);
     let cmd = Cmd::Run {
         generation: 3,
@@ -1079,7 +1061,7 @@ async fn run_against_the_demo_world_finds_the_planted_statuses() {
     };
     tokio::time::timeout(
         Duration::from_secs(240),
-        reconcile::run(cmd, Arc::new(svc), tx),
+        reconcile::run(cmd, env.svc.clone(), tx),
     )
     .await
     .expect("the run finishes");
@@ -1112,7 +1094,7 @@ async fn run_against_the_demo_world_finds_the_planted_statuses() {
         .iter()
         .flat_map(|l| l.statuses.iter().map(|s| s.as_str()))
         .collect();
-    for p in &world.planted {
+    for p in &env.world.planted {
         if p.psa.as_deref().is_none_or(|k| k == "connectwise") {
             assert!(
                 found.contains(p.status.as_str()),
@@ -1180,13 +1162,7 @@ async fn a_partial_reconciliation_is_the_final_one_restricted_to_the_customers_i
         stray.subscription_id = "9e9e9e9e-0000-4000-8000-000000000001".into();
         stray.status = "ACTIVE".into();
         w.dicker_data.subscriptions.push(stray);
-        let sim = cspsync::sim::start(
-            w.clone(),
-            FaultSpec::default(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
+        let sim = support::sim::start(&w).await;
         let sources = cspsync::demo::connect(&sim, &w, psa).await.unwrap();
         let (ptx, _prx) = tokio::sync::watch::channel(FetchProgress::default());
         let (etx, mut erx) = mpsc::unbounded_channel();
@@ -1297,32 +1273,10 @@ async fn a_partial_reconciliation_is_the_final_one_restricted_to_the_customers_i
 /// one, at most four a second, each line already as the end shows it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_run_sends_the_lines_so_far_while_it_fetches() {
-    let today = Utc::now().date_naive();
-    let mut world =
-        cspsync::sim::generate::generate(&cspsync::sim::generate::GenOptions::new(80, 9, today));
-    world.app.device_code_interval_secs = 1;
-    let sim = cspsync::sim::start(
-        world.clone(),
-        FaultSpec::parse("latency=25ms").unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let urls = sim.urls();
-    let mut setup = cspsync::run::demo_setup(&world, &urls).unwrap();
+    let env = SimEnv::start(support::sim::generated(80, 9), true).await;
+    support::sim::faults(&env.sim, "latency=25ms").await;
+    let mut setup = env.setup.clone();
     setup.settings.psa.kind = PsaKindSetting::ConnectWise;
-    let session = cspsync::demo::sign_in_microsoft(&sim, &world)
-        .await
-        .unwrap();
-    setup.secrets.microsoft_refresh_token = Some(session.refresh_token().secret().to_string());
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Services::new(
-        Context::with_endpoints(Endpoints::from_sim(&urls).unwrap()),
-        ConfigDir {
-            dir: dir.path().to_path_buf(),
-        },
-        None,
-    );
     let (tx, mut rx) = mpsc::channel(100_000);
     let cmd = Cmd::Run {
         generation: 7,
@@ -1331,7 +1285,7 @@ async fn the_run_sends_the_lines_so_far_while_it_fetches() {
     let t0 = Instant::now();
     tokio::time::timeout(
         Duration::from_secs(240),
-        reconcile::run(cmd, Arc::new(svc), tx),
+        reconcile::run(cmd, env.svc.clone(), tx),
     )
     .await
     .expect("the run finishes");
@@ -1346,7 +1300,7 @@ async fn the_run_sends_the_lines_so_far_while_it_fetches() {
                 customers,
             }) => {
                 assert_eq!(generation, 7);
-                assert!(customers <= world.customers.len());
+                assert!(customers <= env.world.customers.len());
                 assert!(finished.is_none(), "no partial after the final result");
                 partials.push(result);
             }
@@ -1413,11 +1367,7 @@ async fn the_run_sends_the_lines_so_far_while_it_fetches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_run_uses_the_saved_mapping_decisions() {
     use cspsync::domain::{CustomerOverride, PsaCustomerRef};
-    let env = cspsync::tui::testing::SimEnv::start(
-        cspsync::sim::generate::demo(Utc::now().date_naive()),
-        true,
-    )
-    .await;
+    let env = SimEnv::start(cspsync::sim::generate::demo(Utc::now().date_naive()), true).await;
     let mut setup = env.setup.clone();
     setup.settings.psa.kind = PsaKindSetting::ConnectWise;
     // The demo's unmapped customer, linked by hand to the company the suggestion names.

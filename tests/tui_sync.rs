@@ -22,7 +22,9 @@ use cspsync::engine::fetch::FetchProgress;
 use cspsync::tui::app::{App, Effect, Modal, Msg, Setup, Tab};
 use cspsync::tui::panes::Step;
 use cspsync::tui::panes::sync::{self, Cmd, Phase, Popup, Row};
-use cspsync::tui::testing::{ctrl, key, screen, send, type_text};
+use cspsync::tui::testing::{assert_shows, ctrl, key, screen, send, type_text};
+
+mod support;
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
 
@@ -584,29 +586,16 @@ fn cautioned_writes_need_yes_or_are_left_out() {
     let mut app = planned(setup(), sample_plan());
     send(&mut app, key(KeyCode::Char('a')));
     let s = screen(&app, 120, 40);
-    assert!(
-        s.contains("Apply 5 writes to ConnectWise Manage for 3 customers?"),
-        "{s}"
-    );
-    assert!(
-        s.contains("2 of them need your explicit confirmation"),
-        "{s}"
-    );
-    assert!(
-        s.contains("lowers the charge below the 8 licences assigned"),
-        "{s}"
-    );
-    assert!(
-        s.contains("⚠ Bayside Legal · cancel addition 4 → – Microsoft Teams Essentials"),
-        "{s}"
-    );
-    assert!(
-        s.contains("a decrease outside the 7-day NCE cancellation window"),
-        "{s}"
-    );
-    assert!(
-        s.contains("Enter alone applies the other 3 (for 2 customers) and leaves these out"),
-        "{s}"
+    assert_shows(
+        &s,
+        &[
+            "Apply 5 writes to ConnectWise Manage for 3 customers?",
+            "2 of them need your explicit confirmation",
+            "lowers the charge below the 8 licences assigned",
+            "⚠ Bayside Legal · cancel addition 4 → – Microsoft Teams Essentials",
+            "a decrease outside the 7-day NCE cancellation window",
+            "Enter alone applies the other 3 (for 2 customers) and leaves these out",
+        ],
     );
     snap("confirm_cautions", &app);
     // `y` is not a confirmation here: it is typed.
@@ -709,20 +698,16 @@ fn applying_shows_gauge_customers_rate_and_log() {
     assert_eq!(a.counts.already_done, 1);
     assert_eq!(a.per_second, vec![1, 1, 0, 1]);
     let s = screen(&app, 120, 40);
-    assert!(
-        s.contains("Applying to ConnectWise Manage: 2 done · 1 already done · 0 failed"),
-        "{s}"
-    );
-    assert!(s.contains("3 of 5"), "{s}");
-    assert!(
-        s.contains("Elapsed 0:04 · about 0:02 left · 1 write/s"),
-        "{s}"
-    );
-    assert!(s.contains("running  Bayside Legal"), "{s}");
-    assert!(s.contains("retry: ConnectWise Manage answered 429"), "{s}");
-    assert!(
-        s.contains("= Acme Plumbing          add addition          – → 5"),
-        "{s}"
+    assert_shows(
+        &s,
+        &[
+            "Applying to ConnectWise Manage: 2 done · 1 already done · 0 failed",
+            "3 of 5",
+            "Elapsed 0:04 · about 0:02 left · 1 write/s",
+            "running  Bayside Legal",
+            "retry: ConnectWise Manage answered 429",
+            "= Acme Plumbing          add addition          – → 5",
+        ],
     );
     snap("applying", &app);
 }
@@ -869,22 +854,15 @@ fn done_summarises_and_r_reruns_reconcile() {
     assert_eq!(app.sync.phase, Phase::Done);
     assert_eq!(app.status(Tab::Sync), Step::ToDo, "a write failed");
     let s = screen(&app, 120, 40);
-    assert!(
-        s.contains("Finished 04:25:06 UTC (0:06): 3 done · 1 already done · 1 failed · 0 skipped"),
-        "{s}"
-    );
-    assert!(s.contains("Failed writes (1):"), "{s}");
-    assert!(
-        s.contains("✗ Bayside Legal: cancel addition 4 → –, Microsoft Teams Essentials"),
-        "{s}"
-    );
-    assert!(
-        s.contains("  ConnectWise Manage refused the change (400): the addition is closed."),
-        "{s}"
-    );
-    assert!(
-        s.contains("Reconcile should now show these lines in line: press R"),
-        "{s}"
+    assert_shows(
+        &s,
+        &[
+            "Finished 04:25:06 UTC (0:06): 3 done · 1 already done · 1 failed · 0 skipped",
+            "Failed writes (1):",
+            "✗ Bayside Legal: cancel addition 4 → –, Microsoft Teams Essentials",
+            "  ConnectWise Manage refused the change (400): the addition is closed.",
+            "Reconcile should now show these lines in line: press R",
+        ],
     );
     snap("done", &app);
     // The engine's task ends after its summary: nothing changes.
@@ -1594,48 +1572,18 @@ async fn run_applies_the_demo_plan_and_a_new_plan_is_empty() {
 
 /// A generated world of `customers`, its ConnectWise answering after `cw_latency`, signed in
 /// and syncing to ConnectWise; the runner's services pointed at it.
-async fn slow_cw_env(
-    customers: usize,
-    cw_latency: &str,
-) -> (
-    cspsync::sim::SimHandle,
-    Setup,
-    Arc<cspsync::tui::runner::Services>,
-    tempfile::TempDir,
-) {
-    let today = Utc::now().date_naive();
-    let mut world = cspsync::sim::generate::generate(&cspsync::sim::generate::GenOptions::new(
-        customers, 42, today,
-    ));
-    world.app.device_code_interval_secs = 1;
-    let faults =
-        cspsync::sim::FaultSpec::parse(&format!("connectwise.latency={cw_latency}")).unwrap();
-    let sim = cspsync::sim::start(world.clone(), faults, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let urls = sim.urls();
-    let mut setup = cspsync::run::demo_setup(&world, &urls).unwrap();
-    setup.settings.psa.kind = PsaKindSetting::ConnectWise;
-    let session = cspsync::demo::sign_in_microsoft(&sim, &world)
-        .await
-        .unwrap();
-    setup.secrets.microsoft_refresh_token = Some(session.refresh_token().secret().to_string());
-    let dir = tempfile::tempdir().unwrap();
-    let svc = cspsync::tui::runner::Services::new(
-        cspsync::connect::Context::with_endpoints(
-            cspsync::config::Endpoints::from_sim(&urls).unwrap(),
-        ),
-        cspsync::config::ConfigDir {
-            dir: dir.path().to_path_buf(),
-        },
-        None,
-    );
-    (sim, setup, Arc::new(svc), dir)
+async fn slow_cw_env(customers: usize, cw_latency: &str) -> cspsync::tui::testing::SimEnv {
+    let world = support::sim::generated(customers, 42);
+    let mut env = cspsync::tui::testing::SimEnv::start(world, true).await;
+    support::sim::faults(&env.sim, &format!("connectwise.latency={cw_latency}")).await;
+    env.setup.settings.psa.kind = PsaKindSetting::ConnectWise;
+    env
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn esc_cancels_a_running_apply_cleanly() {
-    let (_sim, setup, svc, _dir) = slow_cw_env(500, "80ms").await;
+    let env = slow_cw_env(500, "80ms").await;
+    let (setup, svc) = (env.setup.clone(), env.svc.clone());
     let mut app = on_tab(setup);
     let fx = send(&mut app, key(KeyCode::Enter));
     let [Effect::Sync(plan_cmd)] = fx.as_slice() else {

@@ -13,14 +13,16 @@ use tokio::sync::mpsc;
 use cspsync::api::error::{Api, ApiError, ErrorKind};
 use cspsync::config::{AllowedUser, ConfigDir, Endpoints, Role};
 use cspsync::connect::Context;
+use cspsync::sim::World;
 use cspsync::sim::generate::{GenOptions, generate};
-use cspsync::sim::{FaultSpec, World};
 use cspsync::tui::app::{App, Effect, Modal, Msg, Setup, Tab};
 use cspsync::tui::panes::Step;
 use cspsync::tui::panes::partner::common::Rotated;
 use cspsync::tui::panes::users::{self, Cmd, Entry, Phase, Side};
 use cspsync::tui::runner::Services;
-use cspsync::tui::testing::{ctrl, key, screen, send, type_text};
+use cspsync::tui::testing::{SimEnv, ctrl, key, screen, send, type_text};
+
+mod support;
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
 
@@ -939,37 +941,19 @@ fn world(staff_users: usize) -> World {
 }
 
 async fn run_load(world: World, sign_in: bool) -> (Vec<users::Msg>, Setup, World) {
-    let sim = cspsync::sim::start(
-        world.clone(),
-        FaultSpec::default(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let urls = sim.urls();
-    let mut setup = cspsync::run::demo_setup(&world, &urls).unwrap();
-    if sign_in {
-        let session = cspsync::demo::sign_in_microsoft(&sim, &world)
-            .await
-            .unwrap();
-        setup.secrets.microsoft_refresh_token = Some(session.refresh_token().secret().to_string());
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Services::new(
-        Context::with_endpoints(Endpoints::from_sim(&urls).unwrap()),
-        ConfigDir {
-            dir: dir.path().to_path_buf(),
-        },
-        None,
-    );
+    let env = SimEnv::start(world, sign_in).await;
+    let setup = env.setup.clone();
     let (tx, mut rx) = mpsc::channel(256);
     let cmd = Cmd::Load {
         generation: 4,
         setup: Box::new(setup.clone()),
     };
-    tokio::time::timeout(Duration::from_secs(120), users::run(cmd, Arc::new(svc), tx))
-        .await
-        .expect("loading finishes");
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        users::run(cmd, env.svc.clone(), tx),
+    )
+    .await
+    .expect("loading finishes");
     let mut out = Vec::new();
     while let Ok(m) = rx.try_recv() {
         match m {
@@ -977,7 +961,7 @@ async fn run_load(world: World, sign_in: bool) -> (Vec<users::Msg>, Setup, World
             other => panic!("unexpected {other:?}"),
         }
     }
-    (out, setup, world)
+    (out, setup, env.world.clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1085,31 +1069,16 @@ async fn run_without_a_sign_in_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_with_a_revoked_sign_in_fails_with_a_reason() {
     let w = world(20);
-    let sim = cspsync::sim::start(
-        w.clone(),
-        FaultSpec::default(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let urls = sim.urls();
-    let mut setup = cspsync::run::demo_setup(&w, &urls).unwrap();
+    let env = SimEnv::start(w, false).await;
+    let mut setup = env.setup.clone();
     setup.secrets.microsoft_refresh_token = Some("not-a-refresh-token".into());
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Services::new(
-        Context::with_endpoints(Endpoints::from_sim(&urls).unwrap()),
-        ConfigDir {
-            dir: dir.path().to_path_buf(),
-        },
-        None,
-    );
     let (tx, mut rx) = mpsc::channel(16);
     users::run(
         Cmd::Load {
             generation: 9,
             setup: Box::new(setup),
         },
-        Arc::new(svc),
+        env.svc.clone(),
         tx,
     )
     .await;

@@ -3,6 +3,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
 
 use super::app::{self, App, Effect, Msg};
 use super::render;
@@ -13,7 +14,11 @@ pub fn screen(app: &App, width: u16, height: u16) -> String {
     let Ok(mut terminal) = Terminal::new(TestBackend::new(width, height));
     let theme = Theme::new(false);
     let _ = terminal.draw(|f| render::draw(app, &theme, f));
-    let buf = terminal.backend().buffer().clone();
+    buffer_text(terminal.backend().buffer())
+}
+
+/// A drawn buffer as text, one line per row (trailing spaces kept).
+pub fn buffer_text(buf: &Buffer) -> String {
     let mut out = String::new();
     for y in 0..buf.area.height {
         for x in 0..buf.area.width {
@@ -22,6 +27,17 @@ pub fn screen(app: &App, width: u16, height: u16) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Fails the test, showing the screen, unless every one of `texts` is on it.
+#[track_caller]
+pub fn assert_shows(screen: &str, texts: &[&str]) {
+    for text in texts {
+        assert!(
+            screen.contains(text),
+            "no {text:?} on the screen:\n{screen}"
+        );
+    }
 }
 
 pub fn key(code: KeyCode) -> Msg {

@@ -21,6 +21,22 @@ pub fn wait_long(t: &Term, text: &str, timeout: Duration) {
         .unwrap_or_else(|e| panic!("{e}\n--- screen ---\n{}", t.text()));
 }
 
+/// Answer the Sync tab's confirmation of an apply: type `yes` where cautioned writes ask for
+/// it, else press `y`. The popup has `timeout` to show.
+pub fn confirm_apply(t: &Term, timeout: Duration) {
+    // The popup's last line: `Confirm:` (cautions: type yes) or `y apply`.
+    t.wait_until("the confirmation", timeout, |s| {
+        s.contents().contains("Confirm:") || s.contents().contains("y apply")
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    if t.text().contains("Confirm:") {
+        t.type_text("yes");
+        t.press(Key::Enter);
+    } else {
+        t.press(Key::Char('y'));
+    }
+}
+
 /// Step 1, sign in: a code, then the simulated browser approves it within seconds; the
 /// wizard moves on to the Distributor step by itself.
 pub fn sign_in(t: &Term) {
