@@ -27,8 +27,6 @@ pub enum Step {
     ToDo,
     Busy,
     Done,
-    /// A tab built by a later version.
-    Later,
 }
 
 impl Step {
@@ -37,7 +35,6 @@ impl Step {
             Step::Done => "✓",
             Step::Busy => "…",
             Step::ToDo => "•",
-            Step::Later => " ",
         }
     }
 }
