@@ -337,6 +337,17 @@ fn start(s: &mut State, setup: &Setup) -> Vec<Effect> {
     })]
 }
 
+/// A run asked for from elsewhere (the Sync tab, after an apply): the detail and the filter
+/// typing close, and a run starts unless one is under way or the mapping view is open.
+pub fn run_again(s: &mut State, setup: &Setup) -> Vec<Effect> {
+    s.detail = None;
+    s.typing = false;
+    if s.running() || s.mapping.is_some() {
+        return Vec::new();
+    }
+    start(s, setup)
+}
+
 pub fn on_key(s: &mut State, setup: &mut Setup, key: KeyEvent) -> Vec<Effect> {
     if key.kind == KeyEventKind::Release {
         return Vec::new();
