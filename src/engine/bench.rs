@@ -511,16 +511,14 @@ pub async fn run(
             // The calls counted are the fetch's (the prices' one call per 50 codes comes after).
             let stats: BTreeMap<String, sim::faults::EndpointStats> = handle.sim.faults.stats();
             let t1 = Instant::now();
-            let prices = crate::run::distributor_prices(&sources.dicker_data, &snap)
+            let prices = crate::engine::pipeline::distributor_prices(&sources.dicker_data, &snap)
                 .await
                 .map_err(bench_err)?;
             let t2 = Instant::now();
-            let rec = crate::domain::reconcile(
+            let rec = crate::engine::pipeline::reconcile(
                 &snap,
-                &crate::domain::Options {
-                    prices,
-                    ..crate::domain::Options::default()
-                },
+                &prices,
+                &crate::domain::Overrides::default(),
             )
             .map_err(bench_err)?;
             let t3 = Instant::now();

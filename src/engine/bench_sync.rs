@@ -232,17 +232,12 @@ async fn make_plan(world: &World, psa: PsaKind) -> Result<Plan, String> {
         .map_err(bench_err)?;
     let (tx, _rx) = watch::channel(FetchProgress::default());
     let snap = fetch::fetch(&sources, &tx).await.map_err(bench_err)?;
-    let prices = crate::run::distributor_prices(&sources.dicker_data, &snap)
+    let prices = crate::engine::pipeline::distributor_prices(&sources.dicker_data, &snap)
         .await
         .map_err(bench_err)?;
-    let rec = crate::domain::reconcile(
-        &snap,
-        &crate::domain::Options {
-            prices: prices.clone(),
-            ..crate::domain::Options::default()
-        },
-    )
-    .map_err(bench_err)?;
+    let rec =
+        crate::engine::pipeline::reconcile(&snap, &prices, &crate::domain::Overrides::default())
+            .map_err(bench_err)?;
     let opts = crate::run::demo_sync_options(world);
     let today = chrono::Utc::now().date_naive();
     crate::domain::plan::plan(&rec, &snap, &prices, &opts, today).map_err(bench_err)

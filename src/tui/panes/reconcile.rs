@@ -23,7 +23,7 @@ use ratatui::layout::Rect;
 use tokio::sync::mpsc::Sender;
 
 #[path = "reconcile_live.rs"]
-mod live;
+pub(crate) mod live;
 #[path = "reconcile_table.rs"]
 mod table;
 #[path = "reconcile_view.rs"]
@@ -32,7 +32,7 @@ mod view;
 use table::Index;
 pub use table::{Group, LineKey, Row};
 
-use super::partner::common::Rotated;
+use super::partner::common::{Rotated, keep_rotated};
 use super::{Hint, Step};
 use crate::domain::{Line, Reconciliation};
 use crate::engine::fetch::FetchProgress;
@@ -499,18 +499,7 @@ pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
             rotated,
             xero,
         } if generation == s.generation => {
-            let mut effects = Vec::new();
-            let mut changed = rotated.is_some_and(|r| r.apply(setup));
-            if let Some(x) = xero
-                && setup.secrets.xero_refresh_token.as_deref() == Some(x.used.expose())
-                && !x.new.is_empty()
-            {
-                setup.secrets.xero_refresh_token = Some(x.new.expose().to_string());
-                changed = true;
-            }
-            if changed {
-                effects.push(Effect::Save(Box::new(setup.clone())));
-            }
+            let effects = keep_rotated(setup, rotated, xero);
             match result {
                 Ok(r) => {
                     s.phase = Phase::Done;

@@ -32,7 +32,7 @@ mod run_impl;
 #[path = "sync_view.rs"]
 mod view;
 
-use super::partner::common::Rotated;
+use super::partner::common::{Rotated, keep_rotated};
 use super::{Hint, Step};
 use crate::access::{self, Access};
 use crate::api::error::Api;
@@ -823,22 +823,6 @@ pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         _ => Vec::new(),
-    }
-}
-
-fn keep_rotated(setup: &mut Setup, rotated: Option<Rotated>, xero: Option<Rotated>) -> Vec<Effect> {
-    let mut changed = rotated.is_some_and(|r| r.apply(setup));
-    if let Some(x) = xero
-        && setup.secrets.xero_refresh_token.as_deref() == Some(x.used.expose())
-        && !x.new.is_empty()
-    {
-        setup.secrets.xero_refresh_token = Some(x.new.expose().to_string());
-        changed = true;
-    }
-    if changed {
-        vec![Effect::Save(Box::new(setup.clone()))]
-    } else {
-        Vec::new()
     }
 }
 
