@@ -39,6 +39,25 @@ impl Step {
     }
 }
 
+/// A detail view's keys (the Reconcile and Sync tabs'): the arrows, j/k, the page keys and
+/// Home scroll it; Esc, Enter or Backspace close it (true; the scroll goes back to the top).
+pub(crate) fn detail_key(scroll: &mut u16, key: crossterm::event::KeyEvent) -> bool {
+    use crossterm::event::KeyCode;
+    match key.code {
+        KeyCode::Esc | KeyCode::Enter | KeyCode::Backspace => {
+            *scroll = 0;
+            return true;
+        }
+        KeyCode::Down | KeyCode::Char('j') => *scroll = scroll.saturating_add(1),
+        KeyCode::Up | KeyCode::Char('k') => *scroll = scroll.saturating_sub(1),
+        KeyCode::PageDown => *scroll = scroll.saturating_add(10),
+        KeyCode::PageUp => *scroll = scroll.saturating_sub(10),
+        KeyCode::Home => *scroll = 0,
+        _ => {}
+    }
+    false
+}
+
 /// One key hint: `key` and what it does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hint {

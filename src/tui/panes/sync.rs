@@ -631,19 +631,8 @@ pub fn on_key(s: &mut State, setup: &mut Setup, key: KeyEvent) -> Vec<Effect> {
         return Vec::new();
     }
     if s.detail.is_some() {
-        match key.code {
-            KeyCode::Esc | KeyCode::Enter | KeyCode::Backspace => {
-                s.detail = None;
-                s.detail_scroll = 0;
-            }
-            KeyCode::Down | KeyCode::Char('j') => {
-                s.detail_scroll = s.detail_scroll.saturating_add(1)
-            }
-            KeyCode::Up | KeyCode::Char('k') => s.detail_scroll = s.detail_scroll.saturating_sub(1),
-            KeyCode::PageDown => s.detail_scroll = s.detail_scroll.saturating_add(10),
-            KeyCode::PageUp => s.detail_scroll = s.detail_scroll.saturating_sub(10),
-            KeyCode::Home => s.detail_scroll = 0,
-            _ => {}
+        if super::detail_key(&mut s.detail_scroll, key) {
+            s.detail = None;
         }
         return Vec::new();
     }
