@@ -343,6 +343,50 @@ fn verdict(l: &Line, psa: Api) -> Verdict {
     }
 }
 
+/// What every write for one reconciled line carries (the customer, the product, the PSA, the
+/// cautions of lowering it); [`LineWrites::write`] makes each.
+struct LineWrites<'a> {
+    tenant_id: &'a str,
+    name: &'a str,
+    line: &'a Line,
+    code: &'a str,
+    system: Api,
+    cautions: Vec<Caution>,
+}
+
+impl LineWrites<'_> {
+    /// A write of the line; the cautions go with it when it lowers the quantity.
+    fn write(
+        &self,
+        target: String,
+        before: Option<Decimal>,
+        after: Option<Decimal>,
+        change: Decimal,
+        op: Op,
+        key: String,
+    ) -> Write {
+        let lowers = matches!((before, after), (Some(b), Some(a)) if a < b);
+        Write {
+            key,
+            customer_tenant_id: self.tenant_id.to_string(),
+            customer_name: self.name.to_string(),
+            system: self.system,
+            target,
+            product: self.line.product_name.clone(),
+            stock_code: Some(self.code.to_string()),
+            before,
+            after,
+            monthly_change: round_money(change),
+            cautions: if lowers {
+                self.cautions.clone()
+            } else {
+                Vec::new()
+            },
+            op,
+        }
+    }
+}
+
 /// Cautions for a line whose charge goes down (docs/sync.md "Cautions"): below the licences
 /// assigned in the tenant (per SKU: the SKU's lines' targets together), or with no NCE
 /// cancellation window open.
@@ -657,22 +701,16 @@ impl<'a> ConnectWise<'a> {
             return;
         }
         let cautions = cautions(l, &c.lines);
-        let write = |target_text: String, before, after, change: Decimal, op: Op, key: String| {
-            let lowers = matches!((before, after), (Some(b), Some(a)) if a < b);
-            Write {
-                key,
-                customer_tenant_id: c.tenant_id.to_string(),
-                customer_name: c.name.to_string(),
-                system: Api::ConnectWise,
-                target: target_text,
-                product: l.product_name.clone(),
-                stock_code: Some(code.to_string()),
-                before,
-                after,
-                monthly_change: round_money(change),
-                cautions: if lowers { cautions.clone() } else { Vec::new() },
-                op,
-            }
+        let writes = LineWrites {
+            tenant_id: c.tenant_id,
+            name: c.name,
+            line: l,
+            code,
+            system: Api::ConnectWise,
+            cautions,
+        };
+        let write = |target_text, before, after, change, op, key| {
+            writes.write(target_text, before, after, change, op, key)
         };
         if adds.is_empty() {
             let Some(agreement) = self.agreement_for(company) else {
@@ -1019,22 +1057,16 @@ impl<'a> Autotask<'a> {
         };
         let cautions = cautions(l, &c.lines);
         let today = self.ctx.today;
-        let write = |target_text: String, before, after, change: Decimal, op: Op, key: String| {
-            let lowers = matches!((before, after), (Some(b), Some(a)) if a < b);
-            Write {
-                key,
-                customer_tenant_id: c.tenant_id.to_string(),
-                customer_name: c.name.to_string(),
-                system: Api::Autotask,
-                target: target_text,
-                product: l.product_name.clone(),
-                stock_code: Some(code.to_string()),
-                before,
-                after,
-                monthly_change: round_money(change),
-                cautions: if lowers { cautions.clone() } else { Vec::new() },
-                op,
-            }
+        let writes = LineWrites {
+            tenant_id: c.tenant_id,
+            name: c.name,
+            line: l,
+            code,
+            system: Api::Autotask,
+            cautions,
+        };
+        let write = |target_text, before, after, change, op, key| {
+            writes.write(target_text, before, after, change, op, key)
         };
         if list.is_empty() {
             let Some(contract) = self.contract_for(company) else {
