@@ -39,6 +39,19 @@ impl Step {
     }
 }
 
+/// The first row to show of `len` in `rows` lines so that `cursor` is on screen, moving
+/// `offset` (the last one shown) as little as possible.
+pub(crate) fn scroll_offset(offset: usize, cursor: usize, rows: usize, len: usize) -> usize {
+    let offset = if cursor < offset {
+        cursor
+    } else if cursor >= offset + rows {
+        cursor + 1 - rows
+    } else {
+        offset
+    };
+    offset.min(len.saturating_sub(rows))
+}
+
 /// A detail view's keys (the Reconcile and Sync tabs'): the arrows, j/k, the page keys and
 /// Home scroll it; Esc, Enter or Backspace close it (true; the scroll goes back to the top).
 pub(crate) fn detail_key(scroll: &mut u16, key: crossterm::event::KeyEvent) -> bool {
