@@ -29,6 +29,7 @@ use super::model::{
     Billing, Line, PriceBook, ProductKey, PsaCustomerRef, PsaProductRef, Reconciliation, Status,
     Term, display_quantity, round_money,
 };
+use super::psa::{XeroLatestKey, xero_is_live, xero_latest_key};
 use super::sync::{
     BillingStyle, BillingTiming, Caution, Op, Plan, PlanSummary, Skipped, SyncOptions, Write,
     XeroInvoiceKind, XeroLine,
@@ -1307,22 +1308,6 @@ impl XeroSetup {
     }
 }
 
-fn xero_is_live(i: &xe::Invoice) -> bool {
-    !matches!(
-        i.status,
-        Some(xe::InvoiceStatus::Deleted) | Some(xe::InvoiceStatus::Voided)
-    ) && !i.failed()
-}
-
-/// "Latest" as the reconciliation orders invoices (domain::psa): date, last update, number.
-fn latest_key(i: &xe::Invoice) -> LatestKey {
-    (
-        i.date,
-        i.updated_date_utc,
-        i.invoice_number.clone().unwrap_or_default(),
-    )
-}
-
 fn contact_of(i: &xe::Invoice) -> Option<String> {
     i.contact
         .as_ref()
@@ -1339,23 +1324,17 @@ struct XeroPlanner<'a> {
     /// Live bills.
     bills: Vec<&'a xe::Invoice>,
     /// Latest sales line price per stock code, overall and per (contact, stock code).
-    price: HashMap<ProductKey, (LatestKey, Decimal)>,
-    contact_price: HashMap<(String, ProductKey), (LatestKey, Decimal)>,
+    price: HashMap<ProductKey, (XeroLatestKey, Decimal)>,
+    contact_price: HashMap<(String, ProductKey), (XeroLatestKey, Decimal)>,
     /// Latest bill line cost per stock code.
-    cost: HashMap<ProductKey, (LatestKey, Decimal)>,
+    cost: HashMap<ProductKey, (XeroLatestKey, Decimal)>,
 }
-
-type LatestKey = (
-    Option<NaiveDate>,
-    Option<chrono::DateTime<chrono::Utc>>,
-    String,
-);
 
 /// Keep the value of the latest invoice per key.
 fn newer<K: std::hash::Hash + Eq>(
-    m: &mut HashMap<K, (LatestKey, Decimal)>,
+    m: &mut HashMap<K, (XeroLatestKey, Decimal)>,
     k: K,
-    lk: &LatestKey,
+    lk: &XeroLatestKey,
     v: Decimal,
 ) {
     let e = m.entry(k).or_insert_with(|| (lk.clone(), v));
@@ -1377,11 +1356,12 @@ impl<'a> XeroPlanner<'a> {
             .collect();
         let mut sales: HashMap<String, Vec<&xe::Invoice>> = HashMap::new();
         let mut bills = Vec::new();
-        let mut price: HashMap<ProductKey, (LatestKey, Decimal)> = HashMap::new();
-        let mut contact_price: HashMap<(String, ProductKey), (LatestKey, Decimal)> = HashMap::new();
-        let mut cost: HashMap<ProductKey, (LatestKey, Decimal)> = HashMap::new();
+        let mut price: HashMap<ProductKey, (XeroLatestKey, Decimal)> = HashMap::new();
+        let mut contact_price: HashMap<(String, ProductKey), (XeroLatestKey, Decimal)> =
+            HashMap::new();
+        let mut cost: HashMap<ProductKey, (XeroLatestKey, Decimal)> = HashMap::new();
         for inv in s.invoices.iter().filter(|i| xero_is_live(i)) {
-            let lk = latest_key(inv);
+            let lk = xero_latest_key(inv);
             match inv.invoice_type {
                 Some(xe::InvoiceType::AccRec) => {
                     let Some(contact) = contact_of(inv) else {
@@ -1478,7 +1458,7 @@ impl<'a> XeroPlanner<'a> {
         } else {
             by_ref
         };
-        candidates.into_iter().max_by_key(|i| latest_key(i))
+        candidates.into_iter().max_by_key(|i| xero_latest_key(i))
     }
 
     fn existing_bill(&self, reference: &str) -> Option<&'a xe::Invoice> {
@@ -1490,7 +1470,7 @@ impl<'a> XeroPlanner<'a> {
                     .is_some_and(|n| n.trim().eq_ignore_ascii_case(reference))
                     && contact_of(i).is_some_and(|c| c.eq_ignore_ascii_case(&self.setup.supplier))
             })
-            .max_by_key(|i| latest_key(i))
+            .max_by_key(|i| xero_latest_key(i))
             .copied()
     }
 
