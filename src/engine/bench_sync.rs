@@ -218,11 +218,15 @@ fn bench_err(e: impl std::fmt::Display) -> String {
     format!("bench sync: {e}")
 }
 
-/// Plan the world the real way: fetch, Dicker Data's prices, reconcile, plan.
-async fn make_plan(world: &World, psa: PsaKind) -> Result<Plan, String> {
+/// The world served with `faults` and the clients signed in to it.
+async fn connected(
+    world: &World,
+    faults: FaultSpec,
+    psa: PsaKind,
+) -> Result<(sim::SimHandle, crate::engine::fetch::Sources), String> {
     let handle = sim::start(
         world.clone(),
-        FaultSpec::default(),
+        faults,
         "127.0.0.1:0".parse().map_err(bench_err)?,
     )
     .await
@@ -230,6 +234,12 @@ async fn make_plan(world: &World, psa: PsaKind) -> Result<Plan, String> {
     let sources = demo::connect(&handle, world, psa)
         .await
         .map_err(bench_err)?;
+    Ok((handle, sources))
+}
+
+/// Plan the world the real way: fetch, Dicker Data's prices, reconcile, plan.
+async fn make_plan(world: &World, psa: PsaKind) -> Result<Plan, String> {
+    let (_handle, sources) = connected(world, FaultSpec::default(), psa).await?;
     let (tx, _rx) = watch::channel(FetchProgress::default());
     let snap = fetch::fetch(&sources, &tx).await.map_err(bench_err)?;
     let prices = crate::engine::pipeline::distributor_prices(&sources.dicker_data, &snap)
@@ -342,16 +352,7 @@ async fn timed_apply(
     latency: Duration,
 ) -> Result<SyncRun, String> {
     let faults = FaultSpec::parse(&format!("latency={}ms", latency.as_millis()))?;
-    let handle = sim::start(
-        world.clone(),
-        faults,
-        "127.0.0.1:0".parse().map_err(bench_err)?,
-    )
-    .await
-    .map_err(bench_err)?;
-    let sources = demo::connect(&handle, world, psa)
-        .await
-        .map_err(bench_err)?;
+    let (handle, sources) = connected(world, faults, psa).await?;
     let client = sources.psa.ok_or_else(|| bench_err("no PSA client"))?;
     handle.sim.faults.reset_stats();
     // A journal on the disk, flushed before every create, as in a real apply; every write
