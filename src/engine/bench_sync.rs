@@ -31,7 +31,7 @@ use crate::audit::Actor;
 use crate::demo::{self, PsaKind};
 use crate::domain::sync::{ApplyProgress, Plan};
 use crate::engine::apply::{self, ApplyContext};
-use crate::engine::bench::{ApiEstimate, Caps};
+use crate::engine::bench::{self, ApiEstimate, Caps, ceil};
 use crate::engine::fetch::{self, FetchProgress};
 use crate::engine::journal::Journal;
 use crate::sim::faults::SimApi;
@@ -68,10 +68,6 @@ pub struct SyncReport {
     pub kinds: BTreeMap<&'static str, usize>,
     pub estimate: ApiEstimate,
     pub runs: Vec<SyncRun>,
-}
-
-fn ceil(a: u64, b: u64) -> u64 {
-    if b == 0 { a } else { a.div_ceil(b) }
 }
 
 /// Xero's documented window: 60 calls per minute per organisation (§7.8).
@@ -137,9 +133,7 @@ pub fn estimate(plan: &Plan, caps: &Caps, latency: Duration) -> ApiEstimate {
 
 impl SyncReport {
     pub fn median_wall(&self) -> Duration {
-        let mut w: Vec<Duration> = self.runs.iter().map(|r| r.wall).collect();
-        w.sort();
-        w.get(w.len() / 2).copied().unwrap_or_default()
+        bench::median(self.runs.iter().map(|r| r.wall).collect())
     }
 
     pub fn bound(&self) -> Duration {
@@ -162,53 +156,12 @@ impl SyncReport {
             self.latency.as_millis(),
             self.runs.len()
         );
-        let median_run = {
-            let mut r: Vec<&SyncRun> = self.runs.iter().collect();
-            r.sort_by_key(|x| x.wall);
-            r.get(r.len() / 2).copied()
-        };
+        let median_run = bench::median_run(&self.runs, |r| r.wall);
         let calls = median_run.map_or(0, |r| r.calls);
-        let _ = writeln!(
-            s,
-            "  {:<12} {:>7} {:>8} {:>6} {:>5}  {:>9}  concurrency source",
-            "api", "calls", "minimum", "ratio", "conc", "bound"
-        );
-        let _ = writeln!(
-            s,
-            "  {:<12} {:>7} {:>8} {:>6.2} {:>5}  {:>7} ms  {}",
-            e.api,
-            calls,
-            e.min_calls,
-            if e.min_calls == 0 {
-                0.0
-            } else {
-                calls as f64 / e.min_calls as f64
-            },
-            e.concurrency,
-            self.bound().as_millis(),
-            e.concurrency_source
-        );
-        let walls: Vec<String> = self
-            .runs
-            .iter()
-            .map(|r| format!("{:.3}", r.wall.as_secs_f64()))
-            .collect();
-        let median = self.median_wall();
-        let bound = self.bound();
-        let _ = writeln!(
-            s,
-            "  wall: median {:.3} s (runs: {} s)",
-            median.as_secs_f64(),
-            walls.join(", ")
-        );
-        let _ = writeln!(s, "  lower bound: {:.3} s", bound.as_secs_f64());
-        if !bound.is_zero() {
-            let _ = writeln!(
-                s,
-                "  wall / bound: {:.2} (target ≤ 1.30)",
-                median.as_secs_f64() / bound.as_secs_f64()
-            );
-        }
+        bench::write_api_header(&mut s, 12);
+        bench::write_api_row(&mut s, 12, e, calls, self.latency);
+        let walls: Vec<Duration> = self.runs.iter().map(|r| r.wall).collect();
+        bench::write_walls(&mut s, &walls, self.bound(), None);
         let _ = writeln!(s, "  429s seen: {}", median_run.map_or(0, |r| r.throttled));
         s
     }
