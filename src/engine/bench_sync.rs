@@ -32,8 +32,9 @@ use crate::demo::{self, PsaKind};
 use crate::domain::sync::{ApplyProgress, Plan};
 use crate::engine::apply::{self, ApplyContext};
 use crate::engine::bench::{self, ApiEstimate, Caps, ceil};
-use crate::engine::fetch::{self, FetchProgress};
+use crate::engine::fetch::FetchProgress;
 use crate::engine::journal::Journal;
+use crate::engine::pipeline;
 use crate::sim::faults::SimApi;
 use crate::sim::{self, FaultSpec, World};
 
@@ -194,16 +195,17 @@ async fn connected(
 async fn make_plan(world: &World, psa: PsaKind) -> Result<Plan, String> {
     let (_handle, sources) = connected(world, FaultSpec::default(), psa).await?;
     let (tx, _rx) = watch::channel(FetchProgress::default());
-    let snap = fetch::fetch(&sources, &tx).await.map_err(bench_err)?;
-    let prices = crate::engine::pipeline::distributor_prices(&sources.dicker_data, &snap)
+    let p = pipeline::fetch_priced(&sources, &tx, None)
         .await
         .map_err(bench_err)?;
-    let rec =
-        crate::engine::pipeline::reconcile(&snap, &prices, &crate::domain::Overrides::default())
-            .map_err(bench_err)?;
+    if let Some(e) = p.prices_error {
+        return Err(bench_err(e));
+    }
+    let rec = pipeline::reconcile(&p.snap, &p.prices, &crate::domain::Overrides::default())
+        .map_err(bench_err)?;
     let opts = crate::run::demo_sync_options(world);
     let today = chrono::Utc::now().date_naive();
-    crate::domain::plan::plan(&rec, &snap, &prices, &opts, today).map_err(bench_err)
+    crate::domain::plan::plan(&rec, &p.snap, &p.prices, &opts, today).map_err(bench_err)
 }
 
 /// The world with every PSA charge one seat off, so that (nearly) every customer's plan has
