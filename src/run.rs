@@ -719,15 +719,7 @@ fn not_audited(s: &crate::domain::Summary) -> Option<String> {
 /// The planner's options from the settings. With --demo, the Xero choices the setup wizard
 /// would make on the seed's organisation ([`demo_sync_options`]) where the settings have none.
 fn sync_options(f: &Fetched) -> crate::domain::sync::SyncOptions {
-    let s = &f.settings;
-    let chosen = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
-    let mut o = crate::domain::sync::SyncOptions {
-        style: s.sync.style,
-        price_overrides: s.sync.price_overrides.clone(),
-        xero_supplier_contact_id: chosen(&s.psa.xero.contact_id),
-        xero_revenue_account: chosen(&s.psa.xero.revenue_account_code),
-        xero_expense_account: chosen(&s.psa.xero.expense_account_code),
-    };
+    let mut o = crate::engine::pipeline::sync_options(&f.settings);
     if let Some(d) = &f.demo {
         let demo = demo_sync_options(&d.world);
         o.xero_supplier_contact_id = o.xero_supplier_contact_id.or(demo.xero_supplier_contact_id);

@@ -199,3 +199,15 @@ pub async fn fetch_and_reconcile(
 fn sentence(e: &ApiError) -> String {
     format!("{e}. {}", e.hint())
 }
+
+/// What the sync planner is given besides the reconciliation, from the settings.
+pub fn sync_options(settings: &Settings) -> crate::domain::sync::SyncOptions {
+    let chosen = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
+    crate::domain::sync::SyncOptions {
+        style: settings.sync.style,
+        price_overrides: settings.sync.price_overrides.clone(),
+        xero_supplier_contact_id: chosen(&settings.psa.xero.contact_id),
+        xero_revenue_account: chosen(&settings.psa.xero.revenue_account_code),
+        xero_expense_account: chosen(&settings.psa.xero.expense_account_code),
+    }
+}

@@ -10,7 +10,8 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::{Cmd, Msg};
-use crate::domain::sync::{ApplyEvent, ApplyProgress, Plan, SyncOptions};
+use crate::domain::sync::{ApplyEvent, ApplyProgress, Plan};
+use crate::engine::pipeline;
 use crate::tui::app;
 use crate::tui::app::Setup;
 use crate::tui::panes::partner::common::{Rotated, setup_sentence, xero_rotated};
@@ -133,22 +134,6 @@ pub async fn forward(
     let _ = send(batch, p).await;
 }
 
-/// What the planner is given besides the reconciliation, from the settings.
-pub fn sync_options(setup: &Setup) -> SyncOptions {
-    let s = &setup.settings;
-    let some = |v: &str| {
-        let v = v.trim();
-        (!v.is_empty()).then(|| v.to_string())
-    };
-    SyncOptions {
-        style: s.sync.style,
-        price_overrides: s.sync.price_overrides.clone(),
-        xero_supplier_contact_id: some(&s.psa.xero.contact_id),
-        xero_revenue_account: some(&s.psa.xero.revenue_account_code),
-        xero_expense_account: some(&s.psa.xero.expense_account_code),
-    }
-}
-
 /// Fetch (progress to the tab), reconcile exactly as the Reconcile tab does (with the saved
 /// mapping decisions), and plan.
 async fn make_plan(
@@ -174,8 +159,14 @@ async fn make_plan(
     .await;
     let today = Utc::now().date_naive();
     let plan = r.and_then(|(p, rec)| {
-        crate::domain::plan::plan(&rec, &p.snap, &p.prices, &sync_options(setup), today)
-            .map_err(|e| e.to_string())
+        crate::domain::plan::plan(
+            &rec,
+            &p.snap,
+            &p.prices,
+            &pipeline::sync_options(&setup.settings),
+            today,
+        )
+        .map_err(|e| e.to_string())
     });
     (plan, rotated, xero)
 }
@@ -202,11 +193,11 @@ async fn apply(
     if let Some(why) = super::apply_refusal(setup) {
         return (Err(why), None);
     }
-    let c = match crate::engine::pipeline::connect(&svc.ctx, settings, secrets, None).await {
+    let c = match pipeline::connect(&svc.ctx, settings, secrets, None).await {
         Ok(c) => c,
         Err(e) => return (Err(setup_sentence(e)), None),
     };
-    let rotated_xero = |c: &crate::engine::pipeline::Connected| xero_rotated(secrets, c);
+    let rotated_xero = |c: &pipeline::Connected| xero_rotated(secrets, c);
     let Some(psa) = c.sources.psa.as_ref() else {
         return (
             Err("No PSA is set up: connect one in the PSA tab (4) first.".into()),
