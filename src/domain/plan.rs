@@ -29,7 +29,7 @@ use super::model::{
     Billing, Line, PriceBook, ProductKey, PsaCustomerRef, PsaProductRef, Reconciliation, Status,
     Term, display_quantity, round_money,
 };
-use super::psa::{XeroLatestKey, xero_is_live, xero_latest_key};
+use super::psa::{XeroLatestKey, cycle_months, xero_is_live, xero_latest_key};
 use super::sync::{
     BillingStyle, BillingTiming, Caution, Op, Plan, PlanSummary, Skipped, SyncOptions, Write,
     XeroInvoiceKind, XeroLine,
@@ -512,21 +512,6 @@ where
 // ConnectWise (§5.3)
 // ---------------------------------------------------------------------------------------------
 
-/// How many months one billing period of an agreement covers, from its billing cycle's name
-/// (the same rule as `domain::psa`).
-fn cycle_months(name: Option<&str>) -> u32 {
-    let n = name.unwrap_or("").to_ascii_lowercase();
-    if n.contains("semi") || n.contains("half") {
-        6
-    } else if n.contains("quarter") {
-        3
-    } else if n.contains("annual") || n.contains("year") {
-        12
-    } else {
-        1
-    }
-}
-
 /// An addition the reconciliation counts.
 struct CwAdd<'a> {
     agreement: &'a cw::Agreement,
@@ -710,9 +695,6 @@ impl<'a> ConnectWise<'a> {
             system: Api::ConnectWise,
             cautions,
         };
-        let write = |target_text, before, after, change, op, key| {
-            writes.write(target_text, before, after, change, op, key)
-        };
         if adds.is_empty() {
             let Some(agreement) = self.agreement_for(company) else {
                 out.skip(
@@ -777,7 +759,7 @@ impl<'a> ConnectWise<'a> {
             } else {
                 item.description.clone()
             };
-            out.writes.push(write(
+            out.writes.push(writes.write(
                 format!("agreement {} (new addition)", agreement.id),
                 None,
                 Some(target),
@@ -812,7 +794,7 @@ impl<'a> ConnectWise<'a> {
                     continue;
                 }
                 let quantity = target + a.less_included;
-                out.writes.push(write(
+                out.writes.push(writes.write(
                     format!("addition {} on agreement {}", a.add.id, a.agreement.id),
                     Some(a.billed),
                     Some(target),
@@ -830,7 +812,7 @@ impl<'a> ConnectWise<'a> {
                     ),
                 ));
             } else if !a.billed.is_zero() {
-                out.writes.push(write(
+                out.writes.push(writes.write(
                     format!("addition {} on agreement {}", a.add.id, a.agreement.id),
                     Some(a.billed),
                     Some(Decimal::ZERO),
@@ -1066,9 +1048,6 @@ impl<'a> Autotask<'a> {
             system: Api::Autotask,
             cautions,
         };
-        let write = |target_text, before, after, change, op, key| {
-            writes.write(target_text, before, after, change, op, key)
-        };
         if list.is_empty() {
             let Some(contract) = self.contract_for(company) else {
                 out.skip(
@@ -1110,7 +1089,7 @@ impl<'a> Autotask<'a> {
             // Within a customer writes apply in plan order: the service is added first, and
             // the adjustment after it names no contract service (§6.3 finds it by contract
             // and service).
-            out.writes.push(write(
+            out.writes.push(writes.write(
                 format!("contract {} (new service {})", contract.id, service.id),
                 None,
                 Some(Decimal::ZERO),
@@ -1127,7 +1106,7 @@ impl<'a> Autotask<'a> {
                 },
                 format!("at:{}:{}:add", contract.id, service.id),
             ));
-            out.writes.push(write(
+            out.writes.push(writes.write(
                 format!(
                     "contract {} service {} (added above)",
                     contract.id, service.id
@@ -1173,7 +1152,7 @@ impl<'a> Autotask<'a> {
                 continue;
             };
             let effective = self.effective_date(x.contract, x.unit);
-            out.writes.push(write(
+            out.writes.push(writes.write(
                 format!("contract service {} on contract {}", x.cs.id, x.contract.id),
                 Some(x.units),
                 Some(after),

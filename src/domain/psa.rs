@@ -193,8 +193,9 @@ fn map_product(
 }
 
 /// How many months one billing period of a ConnectWise agreement covers, from its billing
-/// cycle's name (`Monthly`, `Quarterly`, `Semi-Annual`, `Annual`/`Yearly`).
-fn cycle_months(name: Option<&str>) -> u32 {
+/// cycle's name (`Monthly`, `Quarterly`, `Semi-Annual`, `Annual`/`Yearly`); the sync planner
+/// uses the same rule.
+pub(super) fn cycle_months(name: Option<&str>) -> u32 {
     let n = name.unwrap_or("").to_ascii_lowercase();
     if n.contains("semi") || n.contains("half") {
         6
