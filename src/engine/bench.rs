@@ -609,10 +609,12 @@ fn check_complete(s: &Snapshot) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn caps() -> Caps {
+    /// Fixed caps, so the estimates tested do not move with the clients' own (also used by
+    /// bench_sync's tests).
+    pub(crate) fn caps() -> Caps {
         Caps {
             entra: 8,
             graph: 32,

@@ -365,19 +365,8 @@ mod tests {
     use super::*;
     use crate::api::error::Api;
     use crate::domain::sync::{Op, Write, XeroInvoiceKind};
+    use crate::engine::bench::tests::caps;
     use rust_decimal::Decimal;
-
-    fn caps() -> Caps {
-        Caps {
-            entra: 8,
-            graph: 32,
-            partnercenter: 32,
-            dickerdata: 8,
-            connectwise: 10,
-            autotask: 3,
-            xero: 5,
-        }
-    }
 
     fn plan(psa: Api, per_customer: &[usize]) -> Plan {
         let mut writes = Vec::new();
