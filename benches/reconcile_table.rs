@@ -92,7 +92,7 @@ fn base() -> Reconciliation {
             .unwrap();
         let (tx, _rx) = tokio::sync::watch::channel(FetchProgress::default());
         let snap = fetch::fetch(&sources, &tx).await.unwrap();
-        let prices = cspsync::run::distributor_prices(&sources.dicker_data, &snap)
+        let prices = cspsync::engine::pipeline::distributor_prices(&sources.dicker_data, &snap)
             .await
             .unwrap_or_default();
         domain::reconcile(

@@ -118,30 +118,22 @@ pub fn path(dir: &ConfigDir) -> PathBuf {
 
 /// Append one record. `Err` is one sentence saying what could not be written.
 pub fn record(dir: &ConfigDir, event: &Event) -> Result<(), String> {
-    let path = path(dir);
+    let line = line_of(event)?;
+    let mut a = Appender::open(dir)?;
+    // One write of the whole line: with O_APPEND it lands at the end in one piece.
+    a.file
+        .write_all(line.as_bytes())
+        .and_then(|_| a.file.flush())
+        .and_then(|_| a.file.sync_data())
+        .map_err(|e| format!("cannot write the audit log {}: {e}", a.path.display()))
+}
+
+/// A record as one line of the log.
+fn line_of(event: &Event) -> Result<String, String> {
     let mut line = serde_json::to_string(event)
         .map_err(|e| format!("cannot write the audit record {}: {e}", event.action))?;
     line.push('\n');
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.create(true).append(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        // Names of colleagues and who did what: for the owner only, like the secrets.
-        opts.mode(0o600);
-    }
-    let mut file = opts
-        .open(&path)
-        .map_err(|e| format!("cannot open the audit log {}: {e}", path.display()))?;
-    // One write of the whole line: with O_APPEND it lands at the end in one piece.
-    file.write_all(line.as_bytes())
-        .and_then(|_| file.flush())
-        .and_then(|_| file.sync_data())
-        .map_err(|e| format!("cannot write the audit log {}: {e}", path.display()))
+    Ok(line)
 }
 
 /// Every record (at or after `since`, when given), oldest first. A missing log is empty; a
@@ -353,6 +345,7 @@ impl Appender {
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
+            // Names of colleagues and who did what: for the owner only, like the secrets.
             opts.mode(0o600);
         }
         let file = opts
@@ -362,9 +355,7 @@ impl Appender {
     }
 
     pub fn append(&mut self, event: &Event) -> Result<(), String> {
-        let mut line = serde_json::to_string(event)
-            .map_err(|e| format!("cannot write the audit record {}: {e}", event.action))?;
-        line.push('\n');
+        let line = line_of(event)?;
         self.file
             .write_all(line.as_bytes())
             .map_err(|e| format!("cannot write the audit log {}: {e}", self.path.display()))

@@ -477,114 +477,6 @@ fn api_err(e: crate::api::error::ApiError) -> String {
     format!("{e}. {}", e.hint())
 }
 
-/// Stock codes per `PricingRequest` call (the codes travel in the query string, §4.4).
-const PRICE_CHUNK: usize = 40;
-
-/// Dicker Data's buy prices for every licence stock code the snapshot involves
-/// (`PricingRequest`, §4.4), for the money figures of distributor gaps.
-pub async fn distributor_prices(
-    client: &crate::api::dickerdata::DickerDataClient,
-    snap: &crate::engine::fetch::Snapshot,
-) -> Result<crate::domain::PriceBook, crate::api::error::ApiError> {
-    use crate::domain::{PriceBook, ProductKey};
-    let codes = crate::domain::stock_codes(snap);
-    let codes: Vec<String> = codes.into_iter().collect();
-    let mut book = PriceBook {
-        fetched_at: Some(chrono::Utc::now()),
-        ..PriceBook::default()
-    };
-    let calls = codes.chunks(PRICE_CHUNK).map(|chunk| {
-        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        async move { client.prices(&refs).await }
-    });
-    for prices in futures_util::future::join_all(calls).await {
-        for p in prices? {
-            if let (Some(code), Some(price)) = (
-                p.part_number
-                    .as_deref()
-                    .and_then(ProductKey::from_stock_code)
-                    .and_then(|k| k.stock_code()),
-                p.unit_price,
-            ) {
-                book.unit_costs.insert(code, price);
-            }
-        }
-    }
-    Ok(book)
-}
-
-/// The clients, from the saved settings; refuses with what to do when setup is incomplete.
-/// Returns the sources and the Xero session (whose rotated refresh token must be saved).
-pub(crate) async fn reconcile_sources(
-    ctx: &crate::connect::Context,
-    settings: &crate::config::Settings,
-    secrets: &crate::config::Secrets,
-    psa: Option<crate::demo::PsaKind>,
-) -> Result<
-    (
-        crate::engine::fetch::Sources,
-        Option<std::sync::Arc<crate::auth::xero::XeroSession>>,
-    ),
-    String,
-> {
-    use crate::config::PsaKindSetting;
-    use crate::connect;
-    use crate::demo::PsaKind;
-    use crate::engine::fetch::{MicrosoftClients, PsaClient, Sources};
-    let setup = |e: crate::api::error::ApiError| {
-        format!(
-            "{e}; finish the setup (run `cspsync` and complete the wizard) or check it with `cspsync doctor`"
-        )
-    };
-    let session = connect::session(ctx, settings, secrets).map_err(setup)?;
-    let dicker_data = connect::dicker_data(ctx, settings, secrets).map_err(setup)?;
-    let kind = match psa {
-        Some(k) => k,
-        None => match settings.psa.kind {
-            PsaKindSetting::ConnectWise => PsaKind::ConnectWise,
-            PsaKindSetting::Autotask => PsaKind::Autotask,
-            PsaKindSetting::Xero => PsaKind::Xero,
-            PsaKindSetting::None => {
-                return Err("the PSA is not set up: finish the setup wizard's PSA step, or pass `--psa none` to reconcile Dicker Data and Microsoft only".into());
-            }
-        },
-    };
-    let mut xero_session = None;
-    let psa = match kind {
-        PsaKind::None => None,
-        PsaKind::ConnectWise => Some(PsaClient::ConnectWise(
-            connect::connectwise(ctx, settings, secrets).map_err(setup)?,
-        )),
-        PsaKind::Autotask => Some(PsaClient::Autotask(
-            connect::autotask(ctx, settings, secrets)
-                .await
-                .map_err(setup)?,
-        )),
-        PsaKind::Xero => {
-            let tenant_id = settings.psa.xero.tenant_id.trim().to_string();
-            if tenant_id.is_empty() {
-                return Err("Xero is not set up: no organisation is chosen; finish the setup wizard's PSA step".into());
-            }
-            let (client, session) = connect::xero(ctx, settings, secrets).map_err(setup)?;
-            xero_session = Some(session);
-            Some(PsaClient::Xero { client, tenant_id })
-        }
-    };
-    let microsoft = MicrosoftClients {
-        partner_center: connect::partner_center(ctx, &session),
-        graph: connect::graph(ctx, &session),
-        session,
-    };
-    Ok((
-        Sources {
-            microsoft,
-            dicker_data,
-            psa,
-        },
-        xero_session,
-    ))
-}
-
 /// Save refresh tokens the run rotated (Xero rotates on every use, §7.1), re-reading the file
 /// so only those change.
 fn save_rotated(
@@ -648,9 +540,10 @@ pub(crate) async fn fetch_all(
     command: &str,
     psa: Option<crate::demo::PsaKind>,
 ) -> Result<Fetched, String> {
-    use crate::engine::fetch::{self, FetchProgress};
+    use crate::engine::fetch::FetchProgress;
+    use crate::engine::pipeline;
     let (tx, _rx) = tokio::sync::watch::channel(FetchProgress::default());
-    let mut f = if cli.demo {
+    let f = if cli.demo {
         let mut world = build_world(&cli.world)?;
         world.app.device_code_interval_secs = 1;
         let faults = fault_spec(&cli.world)?;
@@ -668,11 +561,13 @@ pub(crate) async fn fetch_all(
             .map_err(api_err)?;
         let settings = demo_setup(&world, &handle.urls())?.settings;
         eprintln!("fetching…");
-        let snap = fetch::fetch(&sources, &tx).await.map_err(api_err)?;
+        let priced = pipeline::fetch_priced(&sources, &tx, None)
+            .await
+            .map_err(api_err)?;
         Fetched {
             sources,
-            snap,
-            prices: crate::domain::PriceBook::default(),
+            snap: priced.snap,
+            prices: prices_or_warn(priced.prices, priced.prices_error),
             settings,
             real: None,
             demo: Some(DemoWorld {
@@ -691,9 +586,10 @@ pub(crate) async fn fetch_all(
         let settings = config.load_settings()?;
         let secrets = config.load_secrets()?;
         let ctx = crate::connect::Context::new(&settings);
-        let (sources, xero) = reconcile_sources(&ctx, &settings, &secrets, psa).await?;
+        let pipeline::Connected { sources, xero } =
+            pipeline::connect(&ctx, &settings, &secrets, psa).await?;
         eprintln!("fetching…");
-        let snap = fetch::fetch(&sources, &tx).await;
+        let priced = pipeline::fetch_priced(&sources, &tx, None).await;
         let real = RealSetup {
             config,
             secrets,
@@ -701,16 +597,16 @@ pub(crate) async fn fetch_all(
         };
         // Save rotated sign-ins whatever the outcome: the old Xero token stops working soon.
         real.save_rotated(&sources);
+        let priced = priced.map_err(api_err)?;
         Fetched {
             sources,
-            snap: snap.map_err(api_err)?,
-            prices: crate::domain::PriceBook::default(),
+            snap: priced.snap,
+            prices: prices_or_warn(priced.prices, priced.prices_error),
             settings,
             real: Some(real),
             demo: None,
         }
     };
-    f.prices = prices_or_warn(&f.sources, &f.snap).await;
     Ok(f)
 }
 
@@ -725,39 +621,36 @@ impl RealSetup {
     }
 }
 
-async fn prices_or_warn(
-    sources: &crate::engine::fetch::Sources,
-    snap: &crate::engine::fetch::Snapshot,
+/// Dicker Data's prices, or (said on stderr) none: the costs then come from the PSA.
+fn prices_or_warn(
+    prices: crate::domain::PriceBook,
+    error: Option<crate::api::error::ApiError>,
 ) -> crate::domain::PriceBook {
-    match distributor_prices(&sources.dicker_data, snap).await {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!(
-                "cspsync: Dicker Data's prices could not be read ({e}); costs come from the PSA instead"
-            );
-            crate::domain::PriceBook::default()
-        }
+    if let Some(e) = error {
+        eprintln!(
+            "cspsync: Dicker Data's prices could not be read ({e}); costs come from the PSA instead"
+        );
     }
+    prices
 }
 
 impl Fetched {
     /// Fetch again through the same clients (after an apply, to check the result).
     pub(crate) async fn refetch(&mut self) -> Result<(), String> {
-        use crate::engine::fetch::{self, FetchProgress};
+        use crate::engine::fetch::FetchProgress;
         let (tx, _rx) = tokio::sync::watch::channel(FetchProgress::default());
-        self.snap = fetch::fetch(&self.sources, &tx).await.map_err(api_err)?;
-        self.prices = prices_or_warn(&self.sources, &self.snap).await;
+        let priced = crate::engine::pipeline::fetch_priced(&self.sources, &tx, None)
+            .await
+            .map_err(api_err)?;
+        self.snap = priced.snap;
+        self.prices = prices_or_warn(priced.prices, priced.prices_error);
         Ok(())
     }
 
     /// The reconciliation, with the saved manual mapping decisions and Dicker Data's prices.
     pub(crate) fn reconcile(&self) -> Result<crate::domain::Reconciliation, String> {
-        let opts = crate::domain::Options {
-            overrides: self.settings.mapping.clone(),
-            prices: self.prices.clone(),
-            ..crate::domain::Options::default()
-        };
-        crate::domain::reconcile(&self.snap, &opts).map_err(api_err)
+        crate::engine::pipeline::reconcile(&self.snap, &self.prices, &self.settings.mapping)
+            .map_err(api_err)
     }
 }
 
@@ -826,15 +719,7 @@ fn not_audited(s: &crate::domain::Summary) -> Option<String> {
 /// The planner's options from the settings. With --demo, the Xero choices the setup wizard
 /// would make on the seed's organisation ([`demo_sync_options`]) where the settings have none.
 fn sync_options(f: &Fetched) -> crate::domain::sync::SyncOptions {
-    let s = &f.settings;
-    let chosen = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
-    let mut o = crate::domain::sync::SyncOptions {
-        style: s.sync.style,
-        price_overrides: s.sync.price_overrides.clone(),
-        xero_supplier_contact_id: chosen(&s.psa.xero.contact_id),
-        xero_revenue_account: chosen(&s.psa.xero.revenue_account_code),
-        xero_expense_account: chosen(&s.psa.xero.expense_account_code),
-    };
+    let mut o = crate::engine::pipeline::sync_options(&f.settings);
     if let Some(d) = &f.demo {
         let demo = demo_sync_options(&d.world);
         o.xero_supplier_contact_id = o.xero_supplier_contact_id.or(demo.xero_supplier_contact_id);

@@ -1155,7 +1155,7 @@ fn drifted(customers: usize, psa: PsaKind) -> World {
 async fn plan_now(env: &Env) -> (Reconciliation, Plan) {
     let (tx, _rx) = watch::channel(FetchProgress::default());
     let snap = fetch::fetch(&env.sources, &tx).await.unwrap();
-    let prices = cspsync::run::distributor_prices(&env.sources.dicker_data, &snap)
+    let prices = cspsync::engine::pipeline::distributor_prices(&env.sources.dicker_data, &snap)
         .await
         .unwrap();
     let rec = cspsync::domain::reconcile(

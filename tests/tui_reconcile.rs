@@ -389,7 +389,6 @@ fn stale_results_are_ignored() {
 fn the_tab_never_blocks_the_wizard() {
     let app = App::new(Setup::default(), false);
     assert_ne!(app.first_open_step(), Tab::Reconcile);
-    assert_ne!(app.status(Tab::Reconcile), Step::Later);
 }
 
 #[test]

@@ -29,6 +29,7 @@ use super::model::{
     Billing, Line, PriceBook, ProductKey, PsaCustomerRef, PsaProductRef, Reconciliation, Status,
     Term, display_quantity, round_money,
 };
+use super::psa::{XeroLatestKey, cycle_months, xero_is_live, xero_latest_key};
 use super::sync::{
     BillingStyle, BillingTiming, Caution, Op, Plan, PlanSummary, Skipped, SyncOptions, Write,
     XeroInvoiceKind, XeroLine,
@@ -343,6 +344,50 @@ fn verdict(l: &Line, psa: Api) -> Verdict {
     }
 }
 
+/// What every write for one reconciled line carries (the customer, the product, the PSA, the
+/// cautions of lowering it); [`LineWrites::write`] makes each.
+struct LineWrites<'a> {
+    tenant_id: &'a str,
+    name: &'a str,
+    line: &'a Line,
+    code: &'a str,
+    system: Api,
+    cautions: Vec<Caution>,
+}
+
+impl LineWrites<'_> {
+    /// A write of the line; the cautions go with it when it lowers the quantity.
+    fn write(
+        &self,
+        target: String,
+        before: Option<Decimal>,
+        after: Option<Decimal>,
+        change: Decimal,
+        op: Op,
+        key: String,
+    ) -> Write {
+        let lowers = matches!((before, after), (Some(b), Some(a)) if a < b);
+        Write {
+            key,
+            customer_tenant_id: self.tenant_id.to_string(),
+            customer_name: self.name.to_string(),
+            system: self.system,
+            target,
+            product: self.line.product_name.clone(),
+            stock_code: Some(self.code.to_string()),
+            before,
+            after,
+            monthly_change: round_money(change),
+            cautions: if lowers {
+                self.cautions.clone()
+            } else {
+                Vec::new()
+            },
+            op,
+        }
+    }
+}
+
 /// Cautions for a line whose charge goes down (docs/sync.md "Cautions"): below the licences
 /// assigned in the tenant (per SKU: the SKU's lines' targets together), or with no NCE
 /// cancellation window open.
@@ -466,21 +511,6 @@ where
 // ---------------------------------------------------------------------------------------------
 // ConnectWise (§5.3)
 // ---------------------------------------------------------------------------------------------
-
-/// How many months one billing period of an agreement covers, from its billing cycle's name
-/// (the same rule as `domain::psa`).
-fn cycle_months(name: Option<&str>) -> u32 {
-    let n = name.unwrap_or("").to_ascii_lowercase();
-    if n.contains("semi") || n.contains("half") {
-        6
-    } else if n.contains("quarter") {
-        3
-    } else if n.contains("annual") || n.contains("year") {
-        12
-    } else {
-        1
-    }
-}
 
 /// An addition the reconciliation counts.
 struct CwAdd<'a> {
@@ -657,22 +687,13 @@ impl<'a> ConnectWise<'a> {
             return;
         }
         let cautions = cautions(l, &c.lines);
-        let write = |target_text: String, before, after, change: Decimal, op: Op, key: String| {
-            let lowers = matches!((before, after), (Some(b), Some(a)) if a < b);
-            Write {
-                key,
-                customer_tenant_id: c.tenant_id.to_string(),
-                customer_name: c.name.to_string(),
-                system: Api::ConnectWise,
-                target: target_text,
-                product: l.product_name.clone(),
-                stock_code: Some(code.to_string()),
-                before,
-                after,
-                monthly_change: round_money(change),
-                cautions: if lowers { cautions.clone() } else { Vec::new() },
-                op,
-            }
+        let writes = LineWrites {
+            tenant_id: c.tenant_id,
+            name: c.name,
+            line: l,
+            code,
+            system: Api::ConnectWise,
+            cautions,
         };
         if adds.is_empty() {
             let Some(agreement) = self.agreement_for(company) else {
@@ -738,7 +759,7 @@ impl<'a> ConnectWise<'a> {
             } else {
                 item.description.clone()
             };
-            out.writes.push(write(
+            out.writes.push(writes.write(
                 format!("agreement {} (new addition)", agreement.id),
                 None,
                 Some(target),
@@ -773,7 +794,7 @@ impl<'a> ConnectWise<'a> {
                     continue;
                 }
                 let quantity = target + a.less_included;
-                out.writes.push(write(
+                out.writes.push(writes.write(
                     format!("addition {} on agreement {}", a.add.id, a.agreement.id),
                     Some(a.billed),
                     Some(target),
@@ -791,7 +812,7 @@ impl<'a> ConnectWise<'a> {
                     ),
                 ));
             } else if !a.billed.is_zero() {
-                out.writes.push(write(
+                out.writes.push(writes.write(
                     format!("addition {} on agreement {}", a.add.id, a.agreement.id),
                     Some(a.billed),
                     Some(Decimal::ZERO),
@@ -1019,22 +1040,13 @@ impl<'a> Autotask<'a> {
         };
         let cautions = cautions(l, &c.lines);
         let today = self.ctx.today;
-        let write = |target_text: String, before, after, change: Decimal, op: Op, key: String| {
-            let lowers = matches!((before, after), (Some(b), Some(a)) if a < b);
-            Write {
-                key,
-                customer_tenant_id: c.tenant_id.to_string(),
-                customer_name: c.name.to_string(),
-                system: Api::Autotask,
-                target: target_text,
-                product: l.product_name.clone(),
-                stock_code: Some(code.to_string()),
-                before,
-                after,
-                monthly_change: round_money(change),
-                cautions: if lowers { cautions.clone() } else { Vec::new() },
-                op,
-            }
+        let writes = LineWrites {
+            tenant_id: c.tenant_id,
+            name: c.name,
+            line: l,
+            code,
+            system: Api::Autotask,
+            cautions,
         };
         if list.is_empty() {
             let Some(contract) = self.contract_for(company) else {
@@ -1077,7 +1089,7 @@ impl<'a> Autotask<'a> {
             // Within a customer writes apply in plan order: the service is added first, and
             // the adjustment after it names no contract service (§6.3 finds it by contract
             // and service).
-            out.writes.push(write(
+            out.writes.push(writes.write(
                 format!("contract {} (new service {})", contract.id, service.id),
                 None,
                 Some(Decimal::ZERO),
@@ -1094,7 +1106,7 @@ impl<'a> Autotask<'a> {
                 },
                 format!("at:{}:{}:add", contract.id, service.id),
             ));
-            out.writes.push(write(
+            out.writes.push(writes.write(
                 format!(
                     "contract {} service {} (added above)",
                     contract.id, service.id
@@ -1140,7 +1152,7 @@ impl<'a> Autotask<'a> {
                 continue;
             };
             let effective = self.effective_date(x.contract, x.unit);
-            out.writes.push(write(
+            out.writes.push(writes.write(
                 format!("contract service {} on contract {}", x.cs.id, x.contract.id),
                 Some(x.units),
                 Some(after),
@@ -1275,22 +1287,6 @@ impl XeroSetup {
     }
 }
 
-fn xero_is_live(i: &xe::Invoice) -> bool {
-    !matches!(
-        i.status,
-        Some(xe::InvoiceStatus::Deleted) | Some(xe::InvoiceStatus::Voided)
-    ) && !i.failed()
-}
-
-/// "Latest" as the reconciliation orders invoices (domain::psa): date, last update, number.
-fn latest_key(i: &xe::Invoice) -> LatestKey {
-    (
-        i.date,
-        i.updated_date_utc,
-        i.invoice_number.clone().unwrap_or_default(),
-    )
-}
-
 fn contact_of(i: &xe::Invoice) -> Option<String> {
     i.contact
         .as_ref()
@@ -1307,23 +1303,17 @@ struct XeroPlanner<'a> {
     /// Live bills.
     bills: Vec<&'a xe::Invoice>,
     /// Latest sales line price per stock code, overall and per (contact, stock code).
-    price: HashMap<ProductKey, (LatestKey, Decimal)>,
-    contact_price: HashMap<(String, ProductKey), (LatestKey, Decimal)>,
+    price: HashMap<ProductKey, (XeroLatestKey, Decimal)>,
+    contact_price: HashMap<(String, ProductKey), (XeroLatestKey, Decimal)>,
     /// Latest bill line cost per stock code.
-    cost: HashMap<ProductKey, (LatestKey, Decimal)>,
+    cost: HashMap<ProductKey, (XeroLatestKey, Decimal)>,
 }
-
-type LatestKey = (
-    Option<NaiveDate>,
-    Option<chrono::DateTime<chrono::Utc>>,
-    String,
-);
 
 /// Keep the value of the latest invoice per key.
 fn newer<K: std::hash::Hash + Eq>(
-    m: &mut HashMap<K, (LatestKey, Decimal)>,
+    m: &mut HashMap<K, (XeroLatestKey, Decimal)>,
     k: K,
-    lk: &LatestKey,
+    lk: &XeroLatestKey,
     v: Decimal,
 ) {
     let e = m.entry(k).or_insert_with(|| (lk.clone(), v));
@@ -1345,11 +1335,12 @@ impl<'a> XeroPlanner<'a> {
             .collect();
         let mut sales: HashMap<String, Vec<&xe::Invoice>> = HashMap::new();
         let mut bills = Vec::new();
-        let mut price: HashMap<ProductKey, (LatestKey, Decimal)> = HashMap::new();
-        let mut contact_price: HashMap<(String, ProductKey), (LatestKey, Decimal)> = HashMap::new();
-        let mut cost: HashMap<ProductKey, (LatestKey, Decimal)> = HashMap::new();
+        let mut price: HashMap<ProductKey, (XeroLatestKey, Decimal)> = HashMap::new();
+        let mut contact_price: HashMap<(String, ProductKey), (XeroLatestKey, Decimal)> =
+            HashMap::new();
+        let mut cost: HashMap<ProductKey, (XeroLatestKey, Decimal)> = HashMap::new();
         for inv in s.invoices.iter().filter(|i| xero_is_live(i)) {
-            let lk = latest_key(inv);
+            let lk = xero_latest_key(inv);
             match inv.invoice_type {
                 Some(xe::InvoiceType::AccRec) => {
                     let Some(contact) = contact_of(inv) else {
@@ -1446,7 +1437,7 @@ impl<'a> XeroPlanner<'a> {
         } else {
             by_ref
         };
-        candidates.into_iter().max_by_key(|i| latest_key(i))
+        candidates.into_iter().max_by_key(|i| xero_latest_key(i))
     }
 
     fn existing_bill(&self, reference: &str) -> Option<&'a xe::Invoice> {
@@ -1458,7 +1449,7 @@ impl<'a> XeroPlanner<'a> {
                     .is_some_and(|n| n.trim().eq_ignore_ascii_case(reference))
                     && contact_of(i).is_some_and(|c| c.eq_ignore_ascii_case(&self.setup.supplier))
             })
-            .max_by_key(|i| latest_key(i))
+            .max_by_key(|i| xero_latest_key(i))
             .copied()
     }
 

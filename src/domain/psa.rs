@@ -193,8 +193,9 @@ fn map_product(
 }
 
 /// How many months one billing period of a ConnectWise agreement covers, from its billing
-/// cycle's name (`Monthly`, `Quarterly`, `Semi-Annual`, `Annual`/`Yearly`).
-fn cycle_months(name: Option<&str>) -> u32 {
+/// cycle's name (`Monthly`, `Quarterly`, `Semi-Annual`, `Annual`/`Yearly`); the sync planner
+/// uses the same rule.
+pub(super) fn cycle_months(name: Option<&str>) -> u32 {
     let n = name.unwrap_or("").to_ascii_lowercase();
     if n.contains("semi") || n.contains("half") {
         6
@@ -564,15 +565,19 @@ fn autotask(s: &AutotaskSnapshot, ov: &ProductOverrides) -> PsaView {
     }
 }
 
-fn xero_is_live(i: &xe::Invoice) -> bool {
+/// A Xero invoice that counts: neither deleted nor voided, nor refused.
+pub(super) fn xero_is_live(i: &xe::Invoice) -> bool {
     !matches!(
         i.status,
         Some(xe::InvoiceStatus::Deleted) | Some(xe::InvoiceStatus::Voided)
     ) && !i.failed()
 }
 
+/// What orders a Xero invoice among others (the sync planner orders them the same way).
+pub(super) type XeroLatestKey = (Option<chrono::NaiveDate>, Option<DateTime<Utc>>, String);
+
 /// The order of "latest": date, then last update, then number.
-fn xero_latest_key(i: &xe::Invoice) -> (Option<chrono::NaiveDate>, Option<DateTime<Utc>>, String) {
+pub(super) fn xero_latest_key(i: &xe::Invoice) -> XeroLatestKey {
     (
         i.date,
         i.updated_date_utc,

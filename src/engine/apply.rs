@@ -347,6 +347,19 @@ pub fn workers_for(psa: &PsaClient) -> usize {
     }
 }
 
+/// `items` (customer, write) failed with `error`.
+fn failed_all(items: &[(usize, usize)], error: &str, out: &mut Vec<(usize, usize, Outcome)>) {
+    out.extend(items.iter().map(|&(c, i)| {
+        (
+            c,
+            i,
+            Outcome::Failed {
+                error: error.to_string(),
+            },
+        )
+    }));
+}
+
 /// A failure whose write may have been applied all the same: a dropped connection or a
 /// timeout after sending, a server error on a write (the core does not resend those), or an
 /// answer that could not be read.
@@ -1148,6 +1161,21 @@ impl Run<'_> {
         }
     }
 
+    /// `items` (customer, write) failed with `error`, journalled as such.
+    async fn fail_journalled(
+        &self,
+        items: &[(usize, usize)],
+        error: &str,
+        out: &mut Vec<(usize, usize, Outcome)>,
+    ) {
+        let entries = items
+            .iter()
+            .map(|&(_, i)| Entry::new(&self.plan.writes[i].key, State::Failed).with_error(error))
+            .collect();
+        failed_all(items, error, out);
+        let _ = self.journal_many(entries, false).await;
+    }
+
     /// One `POST /Invoices` of several customers' drafts; resent (the part not applied) when
     /// the answer was lost.
     async fn send_batch(
@@ -1167,16 +1195,11 @@ impl Run<'_> {
                 .filter_map(|&i| new_invoice(&self.plan.writes[i].op))
                 .collect();
             if invoices.len() != indices.len() {
-                for &(c, i) in &pending {
-                    out.push((
-                        c,
-                        i,
-                        Outcome::Failed {
-                            error: "not a Xero draft: the plan was made for another PSA"
-                                .to_string(),
-                        },
-                    ));
-                }
+                failed_all(
+                    &pending,
+                    "not a Xero draft: the plan was made for another PSA",
+                    &mut out,
+                );
                 break;
             }
             let entries: Vec<Entry> = indices
@@ -1187,15 +1210,7 @@ impl Run<'_> {
                 })
                 .collect();
             if let Err(e) = self.journal_many(entries, true).await {
-                for &(c, i) in &pending {
-                    out.push((
-                        c,
-                        i,
-                        Outcome::Failed {
-                            error: format!("not sent: {e}"),
-                        },
-                    ));
-                }
+                failed_all(&pending, &format!("not sent: {e}"), &mut out);
                 break;
             }
             let key = batch_key(&indices, self.plan, &invoices);
@@ -1227,19 +1242,12 @@ impl Run<'_> {
                     let listed = match list_drafts(client, tenant).await {
                         Ok(l) => l,
                         Err(le) => {
-                            for &(c, i) in &pending {
-                                out.push((
-                                    c,
-                                    i,
-                                    Outcome::Failed {
-                                        error: format!(
-                                            "{}; checking whether it was applied failed too ({}); the next apply checks again before sending",
-                                            error_text(&e),
-                                            error_text(&le)
-                                        ),
-                                    },
-                                ));
-                            }
+                            let error = format!(
+                                "{}; checking whether it was applied failed too ({}); the next apply checks again before sending",
+                                error_text(&e),
+                                error_text(&le)
+                            );
+                            failed_all(&pending, &error, &mut out);
                             break;
                         }
                     };
@@ -1257,20 +1265,8 @@ impl Run<'_> {
                     }
                     let _ = self.journal_many(entries, false).await;
                     if attempt >= MAX_SENDS {
-                        let text = error_text(&e);
-                        let mut entries = Vec::new();
-                        for &(c, i) in &still {
-                            let key = &self.plan.writes[i].key;
-                            entries.push(Entry::new(key, State::Failed).with_error(&text));
-                            out.push((
-                                c,
-                                i,
-                                Outcome::Failed {
-                                    error: text.clone(),
-                                },
-                            ));
-                        }
-                        let _ = self.journal_many(entries, false).await;
+                        self.fail_journalled(&still, &error_text(&e), &mut out)
+                            .await;
                         break;
                     }
                     pending = still;
@@ -1279,20 +1275,8 @@ impl Run<'_> {
                     }
                 }
                 Err(e) => {
-                    let text = error_text(&e);
-                    let mut entries = Vec::new();
-                    for &(c, i) in &pending {
-                        let key = &self.plan.writes[i].key;
-                        entries.push(Entry::new(key, State::Failed).with_error(&text));
-                        out.push((
-                            c,
-                            i,
-                            Outcome::Failed {
-                                error: text.clone(),
-                            },
-                        ));
-                    }
-                    let _ = self.journal_many(entries, false).await;
+                    self.fail_journalled(&pending, &error_text(&e), &mut out)
+                        .await;
                     break;
                 }
             }

@@ -177,8 +177,100 @@ pub struct ApiEstimate {
     pub bound_units: u64,
 }
 
-fn ceil(a: u64, b: u64) -> u64 {
+pub(crate) fn ceil(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { a.div_ceil(b) }
+}
+
+// The report machinery shared with the sync benchmark (bench_sync).
+
+/// The middle of `v` once sorted (the median); zero when empty.
+pub(crate) fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+/// The run of median wall time, if any.
+pub(crate) fn median_run<T>(runs: &[T], wall: impl Fn(&T) -> Duration) -> Option<&T> {
+    let mut r: Vec<&T> = runs.iter().collect();
+    r.sort_by_key(|x| wall(x));
+    r.get(r.len() / 2).copied()
+}
+
+/// `n / min`; 0 when there is no minimum.
+fn ratio(n: u64, min: u64) -> f64 {
+    if min == 0 { 0.0 } else { n as f64 / min as f64 }
+}
+
+/// The header of the per-API table, its first column `width` wide.
+pub(crate) fn write_api_header(s: &mut String, width: usize) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        s,
+        "  {:<width$} {:>7} {:>8} {:>6} {:>5}  {:>9}  concurrency source",
+        "api", "calls", "minimum", "ratio", "conc", "bound"
+    );
+}
+
+/// One API's row: the calls made against the minimum, and its lower bound at `latency`.
+pub(crate) fn write_api_row(
+    s: &mut String,
+    width: usize,
+    e: &ApiEstimate,
+    calls: u64,
+    latency: Duration,
+) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        s,
+        "  {:<width$} {:>7} {:>8} {:>6.2} {:>5}  {:>7} ms  {}",
+        e.api,
+        calls,
+        e.min_calls,
+        ratio(calls, e.min_calls),
+        e.concurrency,
+        (latency * e.bound_units as u32).as_millis(),
+        e.concurrency_source
+    );
+}
+
+/// The runs' wall times against the lower bound (naming the binding API, when given).
+pub(crate) fn write_walls(
+    s: &mut String,
+    walls: &[Duration],
+    bound: Duration,
+    binding: Option<&str>,
+) {
+    use std::fmt::Write;
+    let median = median(walls.to_vec());
+    let runs: Vec<String> = walls
+        .iter()
+        .map(|w| format!("{:.3}", w.as_secs_f64()))
+        .collect();
+    let _ = writeln!(
+        s,
+        "  wall: median {:.3} s (runs: {} s)",
+        median.as_secs_f64(),
+        runs.join(", ")
+    );
+    match binding {
+        Some(b) => {
+            let _ = writeln!(
+                s,
+                "  lower bound: {:.3} s (binding: {b})",
+                bound.as_secs_f64()
+            );
+        }
+        None => {
+            let _ = writeln!(s, "  lower bound: {:.3} s", bound.as_secs_f64());
+        }
+    }
+    if !bound.is_zero() {
+        let _ = writeln!(
+            s,
+            "  wall / bound: {:.2} (target ≤ 1.30)",
+            median.as_secs_f64() / bound.as_secs_f64()
+        );
+    }
 }
 
 /// Partner Center's largest customers page (§3.2), ConnectWise's (§5.2), Autotask's (§6.2),
@@ -320,9 +412,7 @@ pub struct Report {
 
 impl Report {
     pub fn median_wall(&self) -> Duration {
-        let mut w: Vec<Duration> = self.runs.iter().map(|r| r.wall).collect();
-        w.sort();
-        w.get(w.len() / 2).copied().unwrap_or_default()
+        median(self.runs.iter().map(|r| r.wall).collect())
     }
 
     pub fn bound(&self) -> Duration {
@@ -346,80 +436,32 @@ impl Report {
             self.latency.as_millis(),
             self.runs.len()
         );
-        let _ = writeln!(
-            s,
-            "  {:<14} {:>7} {:>8} {:>6} {:>5}  {:>9}  concurrency source",
-            "api", "calls", "minimum", "ratio", "conc", "bound"
-        );
-        let median_run = {
-            let mut r: Vec<&RunResult> = self.runs.iter().collect();
-            r.sort_by_key(|x| x.wall);
-            r.get(r.len() / 2).copied()
-        };
+        write_api_header(&mut s, 14);
+        let median_run = median_run(&self.runs, |r| r.wall);
         for e in &self.estimates {
             let calls = median_run
                 .and_then(|r| r.calls.get(e.api))
                 .copied()
                 .unwrap_or(0);
-            let ratio = if e.min_calls == 0 {
-                0.0
-            } else {
-                calls as f64 / e.min_calls as f64
-            };
-            let _ = writeln!(
-                s,
-                "  {:<14} {:>7} {:>8} {:>6.2} {:>5}  {:>7} ms  {}",
-                e.api,
-                calls,
-                e.min_calls,
-                ratio,
-                e.concurrency,
-                (self.latency * e.bound_units as u32).as_millis(),
-                e.concurrency_source
-            );
+            write_api_row(&mut s, 14, e, calls, self.latency);
         }
-        let walls: Vec<String> = self
-            .runs
-            .iter()
-            .map(|r| format!("{:.3}", r.wall.as_secs_f64()))
-            .collect();
+        let walls: Vec<Duration> = self.runs.iter().map(|r| r.wall).collect();
         let bound = self.bound();
-        let median = self.median_wall();
         let binding = self
             .estimates
             .iter()
             .max_by_key(|e| e.bound_units)
             .map(|e| e.api)
             .unwrap_or("-");
-        let _ = writeln!(
-            s,
-            "  wall: median {:.3} s (runs: {} s)",
-            median.as_secs_f64(),
-            walls.join(", ")
-        );
-        let _ = writeln!(
-            s,
-            "  lower bound: {:.3} s (binding: {binding})",
-            bound.as_secs_f64()
-        );
-        if !bound.is_zero() {
-            let _ = writeln!(
-                s,
-                "  wall / bound: {:.2} (target ≤ 1.30)",
-                median.as_secs_f64() / bound.as_secs_f64()
-            );
-        }
+        write_walls(&mut s, &walls, bound, Some(binding));
         // Fetch, prices and reconciliation together: the time a technician waits for the table.
-        let mut whole: Vec<Duration> = self
-            .runs
-            .iter()
-            .map(|r| r.wall + r.prices + r.reconcile)
-            .collect();
-        whole.sort();
-        let whole_median = whole.get(whole.len() / 2).copied().unwrap_or_default();
-        let mut rec: Vec<Duration> = self.runs.iter().map(|r| r.reconcile).collect();
-        rec.sort();
-        let rec_median = rec.get(rec.len() / 2).copied().unwrap_or_default();
+        let whole_median = median(
+            self.runs
+                .iter()
+                .map(|r| r.wall + r.prices + r.reconcile)
+                .collect(),
+        );
+        let rec_median = median(self.runs.iter().map(|r| r.reconcile).collect());
         let _ = writeln!(
             s,
             "  fetch + prices + reconcile: median {:.3} s (reconcile alone {:.1} ms, {} lines)",
@@ -439,11 +481,7 @@ impl Report {
         let _ = writeln!(
             s,
             "  calls: {total} of a minimum {min} ({:.2}×, target ≤ 1.10); 429s seen: {}",
-            if min == 0 {
-                0.0
-            } else {
-                total as f64 / min as f64
-            },
+            ratio(total, min),
             median_run.map_or(0, |r| r.throttled)
         );
         s
@@ -511,16 +549,14 @@ pub async fn run(
             // The calls counted are the fetch's (the prices' one call per 50 codes comes after).
             let stats: BTreeMap<String, sim::faults::EndpointStats> = handle.sim.faults.stats();
             let t1 = Instant::now();
-            let prices = crate::run::distributor_prices(&sources.dicker_data, &snap)
+            let prices = crate::engine::pipeline::distributor_prices(&sources.dicker_data, &snap)
                 .await
                 .map_err(bench_err)?;
             let t2 = Instant::now();
-            let rec = crate::domain::reconcile(
+            let rec = crate::engine::pipeline::reconcile(
                 &snap,
-                &crate::domain::Options {
-                    prices,
-                    ..crate::domain::Options::default()
-                },
+                &prices,
+                &crate::domain::Overrides::default(),
             )
             .map_err(bench_err)?;
             let t3 = Instant::now();
@@ -573,10 +609,12 @@ fn check_complete(s: &Snapshot) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn caps() -> Caps {
+    /// Fixed caps, so the estimates tested do not move with the clients' own (also used by
+    /// bench_sync's tests).
+    pub(crate) fn caps() -> Caps {
         Caps {
             entra: 8,
             graph: 32,

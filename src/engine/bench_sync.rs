@@ -31,9 +31,10 @@ use crate::audit::Actor;
 use crate::demo::{self, PsaKind};
 use crate::domain::sync::{ApplyProgress, Plan};
 use crate::engine::apply::{self, ApplyContext};
-use crate::engine::bench::{ApiEstimate, Caps};
-use crate::engine::fetch::{self, FetchProgress};
+use crate::engine::bench::{self, ApiEstimate, Caps, ceil};
+use crate::engine::fetch::FetchProgress;
 use crate::engine::journal::Journal;
+use crate::engine::pipeline;
 use crate::sim::faults::SimApi;
 use crate::sim::{self, FaultSpec, World};
 
@@ -68,10 +69,6 @@ pub struct SyncReport {
     pub kinds: BTreeMap<&'static str, usize>,
     pub estimate: ApiEstimate,
     pub runs: Vec<SyncRun>,
-}
-
-fn ceil(a: u64, b: u64) -> u64 {
-    if b == 0 { a } else { a.div_ceil(b) }
 }
 
 /// Xero's documented window: 60 calls per minute per organisation (§7.8).
@@ -137,9 +134,7 @@ pub fn estimate(plan: &Plan, caps: &Caps, latency: Duration) -> ApiEstimate {
 
 impl SyncReport {
     pub fn median_wall(&self) -> Duration {
-        let mut w: Vec<Duration> = self.runs.iter().map(|r| r.wall).collect();
-        w.sort();
-        w.get(w.len() / 2).copied().unwrap_or_default()
+        bench::median(self.runs.iter().map(|r| r.wall).collect())
     }
 
     pub fn bound(&self) -> Duration {
@@ -162,53 +157,12 @@ impl SyncReport {
             self.latency.as_millis(),
             self.runs.len()
         );
-        let median_run = {
-            let mut r: Vec<&SyncRun> = self.runs.iter().collect();
-            r.sort_by_key(|x| x.wall);
-            r.get(r.len() / 2).copied()
-        };
+        let median_run = bench::median_run(&self.runs, |r| r.wall);
         let calls = median_run.map_or(0, |r| r.calls);
-        let _ = writeln!(
-            s,
-            "  {:<12} {:>7} {:>8} {:>6} {:>5}  {:>9}  concurrency source",
-            "api", "calls", "minimum", "ratio", "conc", "bound"
-        );
-        let _ = writeln!(
-            s,
-            "  {:<12} {:>7} {:>8} {:>6.2} {:>5}  {:>7} ms  {}",
-            e.api,
-            calls,
-            e.min_calls,
-            if e.min_calls == 0 {
-                0.0
-            } else {
-                calls as f64 / e.min_calls as f64
-            },
-            e.concurrency,
-            self.bound().as_millis(),
-            e.concurrency_source
-        );
-        let walls: Vec<String> = self
-            .runs
-            .iter()
-            .map(|r| format!("{:.3}", r.wall.as_secs_f64()))
-            .collect();
-        let median = self.median_wall();
-        let bound = self.bound();
-        let _ = writeln!(
-            s,
-            "  wall: median {:.3} s (runs: {} s)",
-            median.as_secs_f64(),
-            walls.join(", ")
-        );
-        let _ = writeln!(s, "  lower bound: {:.3} s", bound.as_secs_f64());
-        if !bound.is_zero() {
-            let _ = writeln!(
-                s,
-                "  wall / bound: {:.2} (target ≤ 1.30)",
-                median.as_secs_f64() / bound.as_secs_f64()
-            );
-        }
+        bench::write_api_header(&mut s, 12);
+        bench::write_api_row(&mut s, 12, e, calls, self.latency);
+        let walls: Vec<Duration> = self.runs.iter().map(|r| r.wall).collect();
+        bench::write_walls(&mut s, &walls, self.bound(), None);
         let _ = writeln!(s, "  429s seen: {}", median_run.map_or(0, |r| r.throttled));
         s
     }
@@ -218,11 +172,15 @@ fn bench_err(e: impl std::fmt::Display) -> String {
     format!("bench sync: {e}")
 }
 
-/// Plan the world the real way: fetch, Dicker Data's prices, reconcile, plan.
-async fn make_plan(world: &World, psa: PsaKind) -> Result<Plan, String> {
+/// The world served with `faults` and the clients signed in to it.
+async fn connected(
+    world: &World,
+    faults: FaultSpec,
+    psa: PsaKind,
+) -> Result<(sim::SimHandle, crate::engine::fetch::Sources), String> {
     let handle = sim::start(
         world.clone(),
-        FaultSpec::default(),
+        faults,
         "127.0.0.1:0".parse().map_err(bench_err)?,
     )
     .await
@@ -230,22 +188,24 @@ async fn make_plan(world: &World, psa: PsaKind) -> Result<Plan, String> {
     let sources = demo::connect(&handle, world, psa)
         .await
         .map_err(bench_err)?;
+    Ok((handle, sources))
+}
+
+/// Plan the world the real way: fetch, Dicker Data's prices, reconcile, plan.
+async fn make_plan(world: &World, psa: PsaKind) -> Result<Plan, String> {
+    let (_handle, sources) = connected(world, FaultSpec::default(), psa).await?;
     let (tx, _rx) = watch::channel(FetchProgress::default());
-    let snap = fetch::fetch(&sources, &tx).await.map_err(bench_err)?;
-    let prices = crate::run::distributor_prices(&sources.dicker_data, &snap)
+    let p = pipeline::fetch_priced(&sources, &tx, None)
         .await
         .map_err(bench_err)?;
-    let rec = crate::domain::reconcile(
-        &snap,
-        &crate::domain::Options {
-            prices: prices.clone(),
-            ..crate::domain::Options::default()
-        },
-    )
-    .map_err(bench_err)?;
+    if let Some(e) = p.prices_error {
+        return Err(bench_err(e));
+    }
+    let rec = pipeline::reconcile(&p.snap, &p.prices, &crate::domain::Overrides::default())
+        .map_err(bench_err)?;
     let opts = crate::run::demo_sync_options(world);
     let today = chrono::Utc::now().date_naive();
-    crate::domain::plan::plan(&rec, &snap, &prices, &opts, today).map_err(bench_err)
+    crate::domain::plan::plan(&rec, &p.snap, &p.prices, &opts, today).map_err(bench_err)
 }
 
 /// The world with every PSA charge one seat off, so that (nearly) every customer's plan has
@@ -347,16 +307,7 @@ async fn timed_apply(
     latency: Duration,
 ) -> Result<SyncRun, String> {
     let faults = FaultSpec::parse(&format!("latency={}ms", latency.as_millis()))?;
-    let handle = sim::start(
-        world.clone(),
-        faults,
-        "127.0.0.1:0".parse().map_err(bench_err)?,
-    )
-    .await
-    .map_err(bench_err)?;
-    let sources = demo::connect(&handle, world, psa)
-        .await
-        .map_err(bench_err)?;
+    let (handle, sources) = connected(world, faults, psa).await?;
     let client = sources.psa.ok_or_else(|| bench_err("no PSA client"))?;
     handle.sim.faults.reset_stats();
     // A journal on the disk, flushed before every create, as in a real apply; every write
@@ -414,19 +365,8 @@ mod tests {
     use super::*;
     use crate::api::error::Api;
     use crate::domain::sync::{Op, Write, XeroInvoiceKind};
+    use crate::engine::bench::tests::caps;
     use rust_decimal::Decimal;
-
-    fn caps() -> Caps {
-        Caps {
-            entra: 8,
-            graph: 32,
-            partnercenter: 32,
-            dickerdata: 8,
-            connectwise: 10,
-            autotask: 3,
-            xero: 5,
-        }
-    }
 
     fn plan(psa: Api, per_customer: &[usize]) -> Plan {
         let mut writes = Vec::new();

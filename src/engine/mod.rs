@@ -6,3 +6,4 @@ pub mod bench;
 pub mod bench_sync;
 pub mod fetch;
 pub mod journal;
+pub mod pipeline;

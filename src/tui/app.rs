@@ -362,12 +362,7 @@ fn run_reconcile_now(app: &mut App, effects: Vec<Effect>) -> Vec<Effect> {
         match e {
             Effect::RunReconcile => {
                 app.tab = Tab::Reconcile;
-                app.reconcile.detail = None;
-                app.reconcile.typing = false;
-                if !app.reconcile.running() {
-                    let r = KeyEvent::new(KeyCode::Char('r'), KeyModifiers::NONE);
-                    out.extend(reconcile::on_key(&mut app.reconcile, &mut app.setup, r));
-                }
+                out.extend(reconcile::run_again(&mut app.reconcile, &app.setup));
             }
             other => out.push(other),
         }

@@ -428,13 +428,7 @@ fn list(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: Rect) 
         Section::Customers => &s.customer_offset,
         Section::Products => &s.product_offset,
     };
-    let mut offset = offset_cell.get();
-    if cursor < offset {
-        offset = cursor;
-    } else if cursor >= offset + height {
-        offset = cursor + 1 - height;
-    }
-    offset = offset.min(rows.len().saturating_sub(height));
+    let offset = crate::tui::panes::scroll_offset(offset_cell.get(), cursor, height, rows.len());
     offset_cell.set(offset);
     let (nw, hw, rw) = columns(s.section, w);
     for (n, row) in rows.iter().skip(offset).take(height).enumerate() {

@@ -27,8 +27,6 @@ pub enum Step {
     ToDo,
     Busy,
     Done,
-    /// A tab built by a later version.
-    Later,
 }
 
 impl Step {
@@ -37,9 +35,40 @@ impl Step {
             Step::Done => "✓",
             Step::Busy => "…",
             Step::ToDo => "•",
-            Step::Later => " ",
         }
     }
+}
+
+/// The first row to show of `len` in `rows` lines so that `cursor` is on screen, moving
+/// `offset` (the last one shown) as little as possible.
+pub(crate) fn scroll_offset(offset: usize, cursor: usize, rows: usize, len: usize) -> usize {
+    let offset = if cursor < offset {
+        cursor
+    } else if cursor >= offset + rows {
+        cursor + 1 - rows
+    } else {
+        offset
+    };
+    offset.min(len.saturating_sub(rows))
+}
+
+/// A detail view's keys (the Reconcile and Sync tabs'): the arrows, j/k, the page keys and
+/// Home scroll it; Esc, Enter or Backspace close it (true; the scroll goes back to the top).
+pub(crate) fn detail_key(scroll: &mut u16, key: crossterm::event::KeyEvent) -> bool {
+    use crossterm::event::KeyCode;
+    match key.code {
+        KeyCode::Esc | KeyCode::Enter | KeyCode::Backspace => {
+            *scroll = 0;
+            return true;
+        }
+        KeyCode::Down | KeyCode::Char('j') => *scroll = scroll.saturating_add(1),
+        KeyCode::Up | KeyCode::Char('k') => *scroll = scroll.saturating_sub(1),
+        KeyCode::PageDown => *scroll = scroll.saturating_add(10),
+        KeyCode::PageUp => *scroll = scroll.saturating_sub(10),
+        KeyCode::Home => *scroll = 0,
+        _ => {}
+    }
+    false
 }
 
 /// One key hint: `key` and what it does.

@@ -1,5 +1,6 @@
 //! Helpers shared by the Distributor and Partner Center tabs: what to tell a person when
-//! Microsoft refuses the signed-in account, keeping a rotated refresh token, and small text
+//! Microsoft refuses the signed-in account, keeping rotated refresh tokens (every tab's), the
+//! setup refusal as a sentence for the tabs, and small text
 //! layout helpers (wrapping estimates, truncation, times).
 
 use chrono::{DateTime, Utc};
@@ -89,6 +90,66 @@ impl Rotated {
             false
         }
     }
+}
+
+/// The refresh tokens a run's sessions rotated from the ones `secrets` held: Microsoft's and
+/// (Xero rotates on every use, §7.1) Xero's.
+pub fn rotated_by(
+    secrets: &crate::config::Secrets,
+    c: &crate::engine::pipeline::Connected,
+) -> (Option<Rotated>, Option<Rotated>) {
+    let microsoft = Rotated::of(
+        secrets.microsoft_refresh_token.as_deref(),
+        c.sources.microsoft.session.refresh_token().secret(),
+    );
+    (microsoft, xero_rotated(secrets, c))
+}
+
+/// Xero's refresh token, when the run's Xero session rotated it (§7.1).
+pub fn xero_rotated(
+    secrets: &crate::config::Secrets,
+    c: &crate::engine::pipeline::Connected,
+) -> Option<Rotated> {
+    c.xero.as_ref().and_then(|x| {
+        Rotated::of(
+            secrets.xero_refresh_token.as_deref(),
+            x.refresh_token().secret(),
+        )
+    })
+}
+
+/// Keep the refresh tokens a run rotated (each unless the stored one changed meanwhile);
+/// a save of the setup when one was kept.
+pub fn keep_rotated(
+    setup: &mut Setup,
+    microsoft: Option<Rotated>,
+    xero: Option<Rotated>,
+) -> Vec<crate::tui::app::Effect> {
+    let mut changed = microsoft.is_some_and(|r| r.apply(setup));
+    if let Some(x) = xero
+        && setup.secrets.xero_refresh_token.as_deref() == Some(x.used.expose())
+        && !x.new.is_empty()
+    {
+        setup.secrets.xero_refresh_token = Some(x.new.expose().to_string());
+        changed = true;
+    }
+    if changed {
+        vec![crate::tui::app::Effect::Save(Box::new(setup.clone()))]
+    } else {
+        Vec::new()
+    }
+}
+
+/// A setup refusal from [`crate::engine::pipeline::connect`] as one sentence pointing at the
+/// tabs, not the command line.
+pub fn setup_sentence(e: String) -> String {
+    let e = e.replace(
+        "finish the setup (run `cspsync` and complete the wizard) or check it with `cspsync doctor`",
+        "finish the setup tabs first",
+    );
+    let mut e = e.trim_end_matches('.').to_string();
+    e.push('.');
+    e
 }
 
 /// Whether there is a Microsoft sign-in to use.

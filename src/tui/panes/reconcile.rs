@@ -23,7 +23,7 @@ use ratatui::layout::Rect;
 use tokio::sync::mpsc::Sender;
 
 #[path = "reconcile_live.rs"]
-mod live;
+pub(crate) mod live;
 #[path = "reconcile_table.rs"]
 mod table;
 #[path = "reconcile_view.rs"]
@@ -32,7 +32,7 @@ mod view;
 use table::Index;
 pub use table::{Group, LineKey, Row};
 
-use super::partner::common::Rotated;
+use super::partner::common::{Rotated, keep_rotated};
 use super::{Hint, Step};
 use crate::domain::{Line, Reconciliation};
 use crate::engine::fetch::FetchProgress;
@@ -337,6 +337,17 @@ fn start(s: &mut State, setup: &Setup) -> Vec<Effect> {
     })]
 }
 
+/// A run asked for from elsewhere (the Sync tab, after an apply): the detail and the filter
+/// typing close, and a run starts unless one is under way or the mapping view is open.
+pub fn run_again(s: &mut State, setup: &Setup) -> Vec<Effect> {
+    s.detail = None;
+    s.typing = false;
+    if s.running() || s.mapping.is_some() {
+        return Vec::new();
+    }
+    start(s, setup)
+}
+
 pub fn on_key(s: &mut State, setup: &mut Setup, key: KeyEvent) -> Vec<Effect> {
     if key.kind == KeyEventKind::Release {
         return Vec::new();
@@ -388,19 +399,8 @@ pub fn on_key(s: &mut State, setup: &mut Setup, key: KeyEvent) -> Vec<Effect> {
         return Vec::new();
     }
     if s.detail.is_some() {
-        match key.code {
-            KeyCode::Esc | KeyCode::Enter | KeyCode::Backspace => {
-                s.detail = None;
-                s.detail_scroll = 0;
-            }
-            KeyCode::Down | KeyCode::Char('j') => {
-                s.detail_scroll = s.detail_scroll.saturating_add(1)
-            }
-            KeyCode::Up | KeyCode::Char('k') => s.detail_scroll = s.detail_scroll.saturating_sub(1),
-            KeyCode::PageDown => s.detail_scroll = s.detail_scroll.saturating_add(10),
-            KeyCode::PageUp => s.detail_scroll = s.detail_scroll.saturating_sub(10),
-            KeyCode::Home => s.detail_scroll = 0,
-            _ => {}
+        if super::detail_key(&mut s.detail_scroll, key) {
+            s.detail = None;
         }
         return Vec::new();
     }
@@ -488,18 +488,7 @@ pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
             rotated,
             xero,
         } if generation == s.generation => {
-            let mut effects = Vec::new();
-            let mut changed = rotated.is_some_and(|r| r.apply(setup));
-            if let Some(x) = xero
-                && setup.secrets.xero_refresh_token.as_deref() == Some(x.used.expose())
-                && !x.new.is_empty()
-            {
-                setup.secrets.xero_refresh_token = Some(x.new.expose().to_string());
-                changed = true;
-            }
-            if changed {
-                effects.push(Effect::Save(Box::new(setup.clone())));
-            }
+            let effects = keep_rotated(setup, rotated, xero);
             match result {
                 Ok(r) => {
                     s.phase = Phase::Done;

@@ -1,7 +1,8 @@
 //! The Reconcile tab's run: fetch everything, and while the fetch goes on, reconcile the
 //! customers already in (with Dicker Data and the PSA complete) at most four times a second,
 //! off the UI thread, so the table fills live (`Msg::Partial`); then the final
-//! reconciliation of the whole snapshot (`Msg::Finished`, sent by the caller).
+//! reconciliation of the whole snapshot (`Msg::Finished`, sent by the caller). Also the
+//! fetch-and-reconcile both the Reconcile and the Sync tab start from ([`fetch_and_reconcile`]).
 
 use std::time::Duration;
 
@@ -9,11 +10,12 @@ use chrono::Utc;
 use tokio::sync::mpsc::{self, Sender, UnboundedReceiver};
 use tokio::task::{JoinError, JoinHandle};
 
-use super::super::partner::common::Rotated;
+use super::super::partner::common::{Rotated, rotated_by, setup_sentence};
 use super::Msg;
 use crate::api::dickerdata::DickerDataClient;
 use crate::domain::{Options, Overrides, PriceBook, Reconciliation};
-use crate::engine::fetch::{self, FetchEvent, FetchProgress, LiveFetch, Snapshot};
+use crate::engine::fetch::{FetchEvent, FetchEvents, FetchProgress, LiveFetch, Snapshot, Sources};
+use crate::engine::pipeline::{self, Priced};
 use crate::tui::app::{self, Setup};
 use crate::tui::runner::Services;
 
@@ -31,71 +33,68 @@ pub(super) async fn run_reconcile(
     Option<Rotated>,
 ) {
     use crate::config::PsaKindSetting;
-    let settings = &setup.settings;
-    let secrets = &setup.secrets;
     // No PSA chosen: reconcile Dicker Data and Microsoft only.
-    let psa = (settings.psa.kind == PsaKindSetting::None).then_some(crate::demo::PsaKind::None);
-    let (sources, xero) =
-        match crate::run::reconcile_sources(&svc.ctx, settings, secrets, psa).await {
-            Ok(s) => s,
-            Err(e) => return (Err(sentence(e)), None, None),
-        };
-    // The manual mapping decisions saved in the settings (the Mapping view writes them).
-    let overrides = settings.mapping.clone();
+    let psa =
+        (setup.settings.psa.kind == PsaKindSetting::None).then_some(crate::demo::PsaKind::None);
+    let overrides = setup.settings.mapping.clone();
+    let progress = move |progress| {
+        app::Msg::Reconcile(Msg::Progress {
+            generation,
+            progress,
+        })
+    };
+    let (r, rotated, xero) = fetch_and_reconcile(setup, svc, psa, tx, progress, |sources| {
+        let (etx, erx) = mpsc::unbounded_channel();
+        let live = tokio::spawn(live_fill(
+            generation,
+            erx,
+            sources.dicker_data.clone(),
+            overrides,
+            tx.clone(),
+        ));
+        Some((etx, live))
+    })
+    .await;
+    (r.map(|(_, r)| r), rotated, xero)
+}
+
+/// What the Reconcile and Sync tabs start from: the clients from the settings, the fetch (its
+/// progress sent to `tx` as `progress` makes it; its data to the task `live` starts, if any,
+/// which is waited for), Dicker Data's prices and the reconciliation with the saved mapping
+/// decisions ([`pipeline::fetch_and_reconcile`]); and the refresh tokens the sessions
+/// rotated, whatever the outcome.
+pub(crate) async fn fetch_and_reconcile(
+    setup: &Setup,
+    svc: &Services,
+    psa: Option<crate::demo::PsaKind>,
+    tx: &Sender<app::Msg>,
+    progress: impl Fn(FetchProgress) -> app::Msg + Send + 'static,
+    live: impl FnOnce(&Sources) -> Option<(FetchEvents, JoinHandle<()>)>,
+) -> (
+    Result<(Priced, Reconciliation), String>,
+    Option<Rotated>,
+    Option<Rotated>,
+) {
+    let c = match pipeline::connect(&svc.ctx, &setup.settings, &setup.secrets, psa).await {
+        Ok(c) => c,
+        Err(e) => return (Err(setup_sentence(e)), None, None),
+    };
     let (ptx, mut prx) = tokio::sync::watch::channel(FetchProgress::default());
     let fwd_tx = tx.clone();
     let forward = tokio::spawn(async move {
         while prx.changed().await.is_ok() {
-            let progress = prx.borrow_and_update().clone();
-            let _ = fwd_tx
-                .send(app::Msg::Reconcile(Msg::Progress {
-                    generation,
-                    progress,
-                }))
-                .await;
+            let p = prx.borrow_and_update().clone();
+            let _ = fwd_tx.send(progress(p)).await;
         }
     });
-    let (etx, erx) = mpsc::unbounded_channel();
-    let live = tokio::spawn(live_fill(
-        generation,
-        erx,
-        sources.dicker_data.clone(),
-        overrides.clone(),
-        tx.clone(),
-    ));
-    let snap = fetch::fetch_streaming(&sources, &ptx, Some(&etx)).await;
-    drop(etx);
-    drop(ptx);
+    let (events, live) = live(&c.sources).unzip();
+    let r = pipeline::fetch_and_reconcile(&c.sources, &setup.settings.mapping, ptx, events).await;
     let _ = forward.await;
     // Every partial is sent (or dropped) before the final result.
-    let _ = live.await;
-    let rotated = Rotated::of(
-        secrets.microsoft_refresh_token.as_deref(),
-        sources.microsoft.session.refresh_token().secret(),
-    );
-    let xero = xero.and_then(|x| {
-        Rotated::of(
-            secrets.xero_refresh_token.as_deref(),
-            x.refresh_token().secret(),
-        )
-    });
-    let snap = match snap {
-        Ok(s) => s,
-        Err(e) => return (Err(format!("{e}. {}", e.hint())), rotated, xero),
-    };
-    // Without Dicker Data's prices the money comes from the PSA (as the reconcile command).
-    let prices = crate::run::distributor_prices(&sources.dicker_data, &snap)
-        .await
-        .unwrap_or_default();
-    let opts = Options {
-        prices,
-        overrides,
-        now: None,
-    };
-    let r = tokio::task::spawn_blocking(move || crate::domain::reconcile(&snap, &opts))
-        .await
-        .map_err(|e| format!("The reconciliation failed unexpectedly ({e})."))
-        .and_then(|r| r.map_err(|e| format!("{e}. {}", e.hint())));
+    if let Some(live) = live {
+        let _ = live.await;
+    }
+    let (rotated, xero) = rotated_by(&setup.secrets, &c);
     (r, rotated, xero)
 }
 
@@ -147,7 +146,7 @@ async fn live_fill(
                         };
                         let client = dicker_data.clone();
                         prices = Some(tokio::spawn(async move {
-                            crate::run::distributor_prices(&client, &only_dd)
+                            pipeline::distributor_prices(&client, &only_dd)
                                 .await
                                 .unwrap_or_default()
                         }));
@@ -197,15 +196,4 @@ async fn live_fill(
     if let Some(h) = prices {
         h.abort();
     }
-}
-
-/// The setup message as one sentence pointing at the tabs, not the command line.
-fn sentence(e: String) -> String {
-    let e = e.replace(
-        "finish the setup (run `cspsync` and complete the wizard) or check it with `cspsync doctor`",
-        "finish the setup tabs first",
-    );
-    let mut e = e.trim_end_matches('.').to_string();
-    e.push('.');
-    e
 }

@@ -436,13 +436,7 @@ fn lines_table(s: &State, theme: &Theme, frame: &mut Frame, area: Rect) {
     let rows = usize::from(area.height.saturating_sub(1)).max(1);
     s.view_rows.set(rows);
     // Keep the cursor on screen; only the rows shown are formatted.
-    let mut offset = s.offset.get();
-    if s.cursor < offset {
-        offset = s.cursor;
-    } else if s.cursor >= offset + rows {
-        offset = s.cursor + 1 - rows;
-    }
-    offset = offset.min(s.view.len().saturating_sub(rows));
+    let offset = crate::tui::panes::scroll_offset(s.offset.get(), s.cursor, rows, s.view.len());
     s.offset.set(offset);
     for (pos, row) in s.view.iter().enumerate().skip(offset).take(rows) {
         let selected = pos == s.cursor;

@@ -32,7 +32,7 @@ mod run_impl;
 #[path = "sync_view.rs"]
 mod view;
 
-use super::partner::common::Rotated;
+use super::partner::common::{Rotated, keep_rotated};
 use super::{Hint, Step};
 use crate::access::{self, Access};
 use crate::api::error::Api;
@@ -631,19 +631,8 @@ pub fn on_key(s: &mut State, setup: &mut Setup, key: KeyEvent) -> Vec<Effect> {
         return Vec::new();
     }
     if s.detail.is_some() {
-        match key.code {
-            KeyCode::Esc | KeyCode::Enter | KeyCode::Backspace => {
-                s.detail = None;
-                s.detail_scroll = 0;
-            }
-            KeyCode::Down | KeyCode::Char('j') => {
-                s.detail_scroll = s.detail_scroll.saturating_add(1)
-            }
-            KeyCode::Up | KeyCode::Char('k') => s.detail_scroll = s.detail_scroll.saturating_sub(1),
-            KeyCode::PageDown => s.detail_scroll = s.detail_scroll.saturating_add(10),
-            KeyCode::PageUp => s.detail_scroll = s.detail_scroll.saturating_sub(10),
-            KeyCode::Home => s.detail_scroll = 0,
-            _ => {}
+        if super::detail_key(&mut s.detail_scroll, key) {
+            s.detail = None;
         }
         return Vec::new();
     }
@@ -823,22 +812,6 @@ pub fn on_msg(s: &mut State, setup: &mut Setup, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         _ => Vec::new(),
-    }
-}
-
-fn keep_rotated(setup: &mut Setup, rotated: Option<Rotated>, xero: Option<Rotated>) -> Vec<Effect> {
-    let mut changed = rotated.is_some_and(|r| r.apply(setup));
-    if let Some(x) = xero
-        && setup.secrets.xero_refresh_token.as_deref() == Some(x.used.expose())
-        && !x.new.is_empty()
-    {
-        setup.secrets.xero_refresh_token = Some(x.new.expose().to_string());
-        changed = true;
-    }
-    if changed {
-        vec![Effect::Save(Box::new(setup.clone()))]
-    } else {
-        Vec::new()
     }
 }
 

@@ -10,11 +10,11 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::{Cmd, Msg};
-use crate::domain::sync::{ApplyEvent, ApplyProgress, Plan, SyncOptions};
-use crate::engine::fetch::FetchProgress;
+use crate::domain::sync::{ApplyEvent, ApplyProgress, Plan};
+use crate::engine::pipeline;
 use crate::tui::app;
 use crate::tui::app::Setup;
-use crate::tui::panes::partner::common::Rotated;
+use crate::tui::panes::partner::common::{Rotated, setup_sentence, xero_rotated};
 use crate::tui::runner::Services;
 
 /// Apply updates reach the screen at most this often (10 a second).
@@ -134,22 +134,6 @@ pub async fn forward(
     let _ = send(batch, p).await;
 }
 
-/// What the planner is given besides the reconciliation, from the settings.
-pub fn sync_options(setup: &Setup) -> SyncOptions {
-    let s = &setup.settings;
-    let some = |v: &str| {
-        let v = v.trim();
-        (!v.is_empty()).then(|| v.to_string())
-    };
-    SyncOptions {
-        style: s.sync.style,
-        price_overrides: s.sync.price_overrides.clone(),
-        xero_supplier_contact_id: some(&s.psa.xero.contact_id),
-        xero_revenue_account: some(&s.psa.xero.revenue_account_code),
-        xero_expense_account: some(&s.psa.xero.expense_account_code),
-    }
-}
-
 /// Fetch (progress to the tab), reconcile exactly as the Reconcile tab does (with the saved
 /// mapping decisions), and plan.
 async fn make_plan(
@@ -158,72 +142,33 @@ async fn make_plan(
     svc: &Services,
     tx: &Sender<app::Msg>,
 ) -> (Result<Plan, String>, Option<Rotated>, Option<Rotated>) {
-    use crate::engine::fetch;
-    let settings = &setup.settings;
-    let secrets = &setup.secrets;
-    let (sources, xero) =
-        match crate::run::reconcile_sources(&svc.ctx, settings, secrets, None).await {
-            Ok(s) => s,
-            Err(e) => return (Err(sentence(e)), None, None),
-        };
-    let (ptx, mut prx) = watch::channel(FetchProgress::default());
-    let fwd_tx = tx.clone();
-    let forward = tokio::spawn(async move {
-        while prx.changed().await.is_ok() {
-            let progress = prx.borrow_and_update().clone();
-            let _ = fwd_tx
-                .send(app::Msg::Sync(Msg::Progress {
-                    generation,
-                    progress,
-                }))
-                .await;
-        }
-    });
-    let snap = fetch::fetch(&sources, &ptx).await;
-    drop(ptx);
-    let _ = forward.await;
-    let rotated = Rotated::of(
-        secrets.microsoft_refresh_token.as_deref(),
-        sources.microsoft.session.refresh_token().secret(),
-    );
-    let xero = xero.and_then(|x| {
-        Rotated::of(
-            secrets.xero_refresh_token.as_deref(),
-            x.refresh_token().secret(),
-        )
-    });
-    let snap = match snap {
-        Ok(s) => s,
-        Err(e) => return (Err(format!("{e}. {}", e.hint())), rotated, xero),
+    let progress = move |progress| {
+        app::Msg::Sync(Msg::Progress {
+            generation,
+            progress,
+        })
     };
-    // Without Dicker Data's prices the money comes from the PSA (as the reconcile command).
-    let prices = crate::run::distributor_prices(&sources.dicker_data, &snap)
-        .await
-        .unwrap_or_default();
-    let opts = crate::domain::Options {
-        overrides: settings.mapping.clone(),
-        prices: prices.clone(),
-        ..crate::domain::Options::default()
-    };
-    let rec = match crate::domain::reconcile(&snap, &opts) {
-        Ok(r) => r,
-        Err(e) => return (Err(format!("{e}. {}", e.hint())), rotated, xero),
-    };
+    let (r, rotated, xero) = crate::tui::panes::reconcile::live::fetch_and_reconcile(
+        setup,
+        svc,
+        None,
+        tx,
+        progress,
+        |_| None,
+    )
+    .await;
     let today = Utc::now().date_naive();
-    let plan = crate::domain::plan::plan(&rec, &snap, &prices, &sync_options(setup), today)
-        .map_err(|e| e.to_string());
+    let plan = r.and_then(|(p, rec)| {
+        crate::domain::plan::plan(
+            &rec,
+            &p.snap,
+            &p.prices,
+            &pipeline::sync_options(&setup.settings),
+            today,
+        )
+        .map_err(|e| e.to_string())
+    });
     (plan, rotated, xero)
-}
-
-/// The setup message as one sentence pointing at the tabs, not the command line.
-fn sentence(e: String) -> String {
-    let e = e.replace(
-        "finish the setup (run `cspsync` and complete the wizard) or check it with `cspsync doctor`",
-        "finish the setup tabs first",
-    );
-    let mut e = e.trim_end_matches('.').to_string();
-    e.push('.');
-    e
 }
 
 /// Apply the selected writes with the engine: the PSA client from the settings, the journal
@@ -248,20 +193,12 @@ async fn apply(
     if let Some(why) = super::apply_refusal(setup) {
         return (Err(why), None);
     }
-    let (sources, xero) =
-        match crate::run::reconcile_sources(&svc.ctx, settings, secrets, None).await {
-            Ok(s) => s,
-            Err(e) => return (Err(sentence(e)), None),
-        };
-    let rotated_xero = |x: &Option<Arc<crate::auth::xero::XeroSession>>| {
-        x.as_ref().and_then(|x| {
-            Rotated::of(
-                secrets.xero_refresh_token.as_deref(),
-                x.refresh_token().secret(),
-            )
-        })
+    let c = match pipeline::connect(&svc.ctx, settings, secrets, None).await {
+        Ok(c) => c,
+        Err(e) => return (Err(setup_sentence(e)), None),
     };
-    let Some(psa) = sources.psa.as_ref() else {
+    let rotated_xero = |c: &pipeline::Connected| xero_rotated(secrets, c);
+    let Some(psa) = c.sources.psa.as_ref() else {
         return (
             Err("No PSA is set up: connect one in the PSA tab (4) first.".into()),
             None,
@@ -274,7 +211,7 @@ async fn apply(
                 plan.psa.display_name(),
                 psa.api().display_name()
             )),
-            rotated_xero(&xero),
+            rotated_xero(&c),
         );
     }
     let journal = if svc.demo.is_some() {
@@ -284,11 +221,11 @@ async fn apply(
         let config = svc.config.clone();
         match tokio::task::spawn_blocking(move || Journal::open(&config)).await {
             Ok(Ok(j)) => Arc::new(j),
-            Ok(Err(e)) => return (Err(e), rotated_xero(&xero)),
+            Ok(Err(e)) => return (Err(e), rotated_xero(&c)),
             Err(e) => {
                 return (
                     Err(format!("opening the journal failed: {e}")),
-                    rotated_xero(&xero),
+                    rotated_xero(&c),
                 );
             }
         }
@@ -315,5 +252,5 @@ async fn apply(
     } else {
         Err(report.problems.join("; "))
     };
-    (result, rotated_xero(&xero))
+    (result, rotated_xero(&c))
 }

@@ -379,13 +379,7 @@ fn plan_list(s: &State, plan: &Plan, theme: &Theme, frame: &mut Frame, area: Rec
     let mut out = vec![Line::from(Span::styled(head, theme.title()))];
     let rows = usize::from(area.height.saturating_sub(1)).max(1);
     s.view_rows.set(rows);
-    let mut offset = s.offset.get();
-    if s.cursor < offset {
-        offset = s.cursor;
-    } else if s.cursor >= offset + rows {
-        offset = s.cursor + 1 - rows;
-    }
-    offset = offset.min(s.rows.len().saturating_sub(rows));
+    let offset = crate::tui::panes::scroll_offset(s.offset.get(), s.cursor, rows, s.rows.len());
     s.offset.set(offset);
     let width = usize::from(area.width);
     let skipped_name_w = plan
