@@ -140,6 +140,24 @@ impl Journal {
         let mut file = opts
             .open(path)
             .map_err(|e| format!("cannot open the sync journal {}: {e}", path.display()))?;
+        // One apply at a time per data directory: two processes working from one journal could
+        // both send a write neither had recorded yet. The lock lasts as long as this Journal
+        // (released by the system even on kill -9).
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "another cspsync is applying a sync from this settings directory (the journal {} is in use): wait for it to finish, then run again",
+                    path.display()
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!(
+                    "cannot lock the sync journal {}: {e}",
+                    path.display()
+                ));
+            }
+        }
         let mut text = String::new();
         file.read_to_string(&mut text)
             .map_err(|e| format!("cannot read the sync journal {}: {e}", path.display()))?;
@@ -323,6 +341,17 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
+    }
+
+    #[test]
+    fn one_apply_at_a_time_per_journal() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join(FILE);
+        let first = Journal::open_path(&path).unwrap();
+        let e = Journal::open_path(&path).err().unwrap();
+        assert!(e.contains("another cspsync is applying"), "{e}");
+        drop(first);
+        Journal::open_path(&path).unwrap();
     }
 
     #[test]
