@@ -542,11 +542,10 @@ mod tests {
             let h = reqwest::header::HeaderMap::new();
             let _ = crate::api::http::decode_json::<TokenBody>(Api::Xero, "op", &h, &bytes);
             let body = serde_json::json!({"access_token":"a","expires_in":expires,"refresh_token":refresh});
-            if let Ok(t) = serde_json::from_value::<TokenBody>(body) {
-                if let Ok(t) = tokens_from(t, Some(&RefreshToken::new("r".into()))) {
+            if let Ok(t) = serde_json::from_value::<TokenBody>(body)
+                && let Ok(t) = tokens_from(t, Some(&RefreshToken::new("r".into()))) {
                     let _ = t.refresh_at();
                 }
-            }
         }
     }
 

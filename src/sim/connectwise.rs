@@ -232,10 +232,10 @@ fn authenticate(sim: &Sim, headers: &HeaderMap) -> Result<(), Response> {
 fn num(d: Decimal) -> Value {
     #[derive(Serialize)]
     struct N(#[serde(with = "rust_decimal::serde::float")] Decimal);
-    if d.fract().is_zero() {
-        if let Ok(i) = i64::try_from(d.trunc()) {
-            return Value::from(i);
-        }
+    if d.fract().is_zero()
+        && let Ok(i) = i64::try_from(d.trunc())
+    {
+        return Value::from(i);
     }
     serde_json::to_value(N(d.normalize())).unwrap_or(Value::Null)
 }

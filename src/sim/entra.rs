@@ -649,10 +649,10 @@ fn issue(
         if let Some(n) = nonce {
             claims["nonce"] = serde_json::json!(n);
         }
-        if scopes.email {
-            if let Some(m) = &user.mail {
-                claims["email"] = serde_json::json!(m);
-            }
+        if scopes.email
+            && let Some(m) = &user.mail
+        {
+            claims["email"] = serde_json::json!(m);
         }
         body["id_token"] = serde_json::json!(util::jwt(&claims));
     }
@@ -837,12 +837,11 @@ fn poll_device(
         ));
     }
     // Demo mode: approve as the default admin once the code is old enough.
-    if dc.outcome == Outcome::Pending {
-        if let (Some(secs), Some(admin)) = (spec.auto_approve_secs, default_admin_id) {
-            if now.duration_since(dc.issued) >= Duration::from_secs(secs) {
-                dc.outcome = Outcome::Approved(admin);
-            }
-        }
+    if dc.outcome == Outcome::Pending
+        && let (Some(secs), Some(admin)) = (spec.auto_approve_secs, default_admin_id)
+        && now.duration_since(dc.issued) >= Duration::from_secs(secs)
+    {
+        dc.outcome = Outcome::Approved(admin);
     }
     match dc.outcome.clone() {
         Outcome::Pending => {
@@ -1234,15 +1233,15 @@ async fn authorize(
         }
         None => return fail("invalid_request", &OAuthError::missing("response_type")),
     }
-    if let Some(mode) = q.get("response_mode") {
-        if mode != "query" {
-            let e = OAuthError::new(
-                "invalid_request",
-                900144,
-                format!("The simulated sign-in supports response_mode 'query' only, not '{mode}'."),
-            );
-            return fail("invalid_request", &e);
-        }
+    if let Some(mode) = q.get("response_mode")
+        && mode != "query"
+    {
+        let e = OAuthError::new(
+            "invalid_request",
+            900144,
+            format!("The simulated sign-in supports response_mode 'query' only, not '{mode}'."),
+        );
+        return fail("invalid_request", &e);
     }
     let auth = match authority(world, &tenant) {
         Ok(a) => a,

@@ -1228,12 +1228,10 @@ fn users_inner(
         .iter()
         .map(|u| {
             let mut v = project(u, &names);
-            if basic_only {
-                if let Value::Object(m) = &mut v {
-                    for (k, val) in m.iter_mut() {
-                        if !USER_BASIC.contains(&k.as_str()) {
-                            *val = Value::Null;
-                        }
+            if basic_only && let Value::Object(m) = &mut v {
+                for (k, val) in m.iter_mut() {
+                    if !USER_BASIC.contains(&k.as_str()) {
+                        *val = Value::Null;
                     }
                 }
             }

@@ -722,12 +722,12 @@ async fn patch_subscription(
     // §3.1: MS-RequestId makes a retried PATCH idempotent: the first result comes back and
     // nothing is applied twice.
     let idem_key = format!("{}|{}", ctx.request_id, uri.path().to_ascii_lowercase());
-    if ctx.client_request_id {
-        if let Some((_, v)) = state.partnercenter.patches.get(&idem_key) {
-            let v = v.clone();
-            state.partnercenter.idempotent_replays += 1;
-            return ctx.ok(&v);
-        }
+    if ctx.client_request_id
+        && let Some((_, v)) = state.partnercenter.patches.get(&idem_key)
+    {
+        let v = v.clone();
+        state.partnercenter.idempotent_replays += 1;
+        return ctx.ok(&v);
     }
     let patch: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -814,14 +814,14 @@ async fn mpn_profile(
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("mpnId"))
         .map(|(_, v)| v.trim().to_string());
-    if let Some(id) = &asked {
-        if id != &msp.mpn_id || msp.mpn_id.is_empty() {
-            // §3.4: the exact 404 body.
-            return ctx.respond(
+    if let Some(id) = &asked
+        && (id != &msp.mpn_id || msp.mpn_id.is_empty())
+    {
+        // §3.4: the exact 404 body.
+        return ctx.respond(
                 StatusCode::NOT_FOUND,
                 &json!({"code": 3000, "description": format!("Partner Organization with partner_id {id} could not be found"), "data": [], "source": "PartnerFD"}),
             );
-        }
     }
     let self_uri = match &asked {
         Some(id) => format!("/profiles/mpn?mpnId={id}"),
