@@ -1669,3 +1669,66 @@ async fn esc_cancels_a_running_apply_cleanly() {
     let s = screen(&app, 120, 40);
     assert!(s.contains("Cancelled"), "{s}");
 }
+
+#[test]
+fn dollar_sets_a_customers_price_saves_it_and_plans_again() {
+    let plan = sample_plan();
+    let exo = plan
+        .writes
+        .iter()
+        .position(|w| w.key == "cw:add:77:exo1")
+        .unwrap();
+    let mut app = planned(setup(), plan);
+    goto_write(&mut app, exo);
+    send(&mut app, key(KeyCode::Char('$')));
+    assert!(matches!(app.sync.popup, Some(Popup::Price { .. })));
+    // Letters are refused with the reason; a malformed number is not saved.
+    send(&mut app, key(KeyCode::Char('x')));
+    assert!(screen(&app, 80, 24).contains("Only digits"));
+    type_text(&mut app, "1.2.3");
+    assert!(send(&mut app, key(KeyCode::Enter)).is_empty());
+    assert!(screen(&app, 120, 40).contains("Type the price per seat per month"));
+    assert!(app.setup.settings.sync.price_overrides.is_empty());
+    send(&mut app, ctrl('u'));
+    type_text(&mut app, "31.50");
+    snap("price_popup", &app);
+    let fx = send(&mut app, key(KeyCode::Enter));
+    assert!(
+        matches!(fx.first(), Some(Effect::Save(s)) if s.settings.sync.price_overrides.len() == 1),
+        "{fx:?}"
+    );
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Sync(Cmd::Plan { .. }))),
+        "a saved price plans again: {fx:?}"
+    );
+    let saved = &app.setup.settings.sync.price_overrides;
+    assert_eq!(saved[0].tenant_id, tenant(1));
+    assert_eq!(saved[0].stock_code, "P1Y:CFQ7TTC0LH16:0001:1:");
+    assert_eq!(saved[0].unit_price, Decimal::new(3150, 2));
+
+    // The same line again: the saved price is shown; a new one replaces it, never a second.
+    let mut setup2 = setup();
+    setup2.settings.sync.price_overrides = saved.clone();
+    let plan = sample_plan();
+    let mut app = planned(setup2, plan);
+    goto_write(&mut app, exo);
+    send(&mut app, key(KeyCode::Char('$')));
+    assert!(screen(&app, 120, 40).contains("Price: 31.5"));
+    send(&mut app, ctrl('u'));
+    type_text(&mut app, "29");
+    send(&mut app, key(KeyCode::Enter));
+    let saved = &app.setup.settings.sync.price_overrides;
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert_eq!(saved[0].unit_price, Decimal::from(29));
+    // Empty removes it.
+    let mut setup3 = setup();
+    setup3.settings.sync.price_overrides = saved.clone();
+    let mut app = planned(setup3, sample_plan());
+    goto_write(&mut app, exo);
+    send(&mut app, key(KeyCode::Char('$')));
+    send(&mut app, ctrl('u'));
+    let fx = send(&mut app, key(KeyCode::Enter));
+    assert!(matches!(fx.first(), Some(Effect::Save(_))), "{fx:?}");
+    assert!(app.setup.settings.sync.price_overrides.is_empty());
+}

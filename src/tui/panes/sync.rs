@@ -11,8 +11,8 @@
 //!
 //! Keys: Enter/r plan · b advance/arrears · p prorate on/off · ↑/↓ j/k PgUp/PgDn Home/End move ·
 //! Space select a write (or a customer's) · A all/none · Enter a write's (or skipped line's)
-//! detail · a apply ·
-//! Esc cancel an apply · R reconcile again · l audit log.
+//! detail · `$` the customer's price for that product (saved in `settings.sync.price_overrides`,
+//! then a new plan) · a apply · Esc cancel an apply · R reconcile again · l audit log.
 
 use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
@@ -39,7 +39,9 @@ use crate::api::error::Api;
 use crate::audit;
 use crate::config::PsaKindSetting;
 use crate::domain::model::display_quantity;
-use crate::domain::sync::{ApplyEvent, ApplyProgress, BillingStyle, BillingTiming, Plan, Write};
+use crate::domain::sync::{
+    ApplyEvent, ApplyProgress, BillingStyle, BillingTiming, Plan, PriceOverride, Write,
+};
 use crate::engine::fetch::FetchProgress;
 use crate::tui::app::{self, Effect, Setup};
 use crate::tui::runner::Services;
@@ -97,6 +99,16 @@ pub enum Popup {
     },
     /// "Cancel the apply?"
     Cancel,
+    /// `$`: this customer's sell price per seat per month for one product, winning over the
+    /// PSA catalogue (saved in `settings.sync.price_overrides`; empty removes it).
+    Price {
+        tenant_id: String,
+        customer: String,
+        product: String,
+        stock_code: String,
+        typed: String,
+        problem: Option<String>,
+    },
 }
 
 /// The audit log view (`l`).
@@ -525,6 +537,157 @@ fn change_style(s: &mut State, setup: &mut Setup, style: BillingStyle) -> Vec<Ef
     vec![Effect::Save(Box::new(setup.clone()))]
 }
 
+/// The stock code at the end of a skipped line's product label (`Name (P1Y:…:1:)`).
+fn stock_code_in(label: &str) -> Option<String> {
+    let inner = label.trim_end().strip_suffix(')')?;
+    let code = &inner[inner.rfind('(')? + 1..];
+    crate::domain::ProductKey::from_stock_code(code)?.stock_code()
+}
+
+fn same_override(o: &PriceOverride, tenant_id: &str, stock_code: &str) -> bool {
+    o.tenant_id.eq_ignore_ascii_case(tenant_id) && o.stock_code.eq_ignore_ascii_case(stock_code)
+}
+
+/// `$` on a write or a skipped line of one product: ask for the customer's price.
+fn open_price(s: &mut State, setup: &Setup) {
+    if !access_of(setup).is_admin() {
+        s.note = Some((
+            "Only the admin (the account that set cspsync up) may set prices.".into(),
+            true,
+        ));
+        return;
+    }
+    let Some(plan) = s.plan.clone() else {
+        return;
+    };
+    let target = match s.current_row() {
+        Some(Row::Write(i)) => plan.writes.get(i).and_then(|w| {
+            Some((
+                w.customer_tenant_id.clone(),
+                w.customer_name.clone(),
+                w.product.clone(),
+                w.stock_code.clone()?,
+            ))
+        }),
+        Some(Row::Skipped(k)) => plan.skipped.get(k).and_then(|sk| {
+            Some((
+                sk.customer_tenant_id.clone(),
+                sk.customer_name.clone(),
+                sk.product.clone(),
+                stock_code_in(&sk.product)?,
+            ))
+        }),
+        _ => None,
+    };
+    let Some((tenant_id, customer, product, stock_code)) = target else {
+        s.note = Some((
+            "Put the cursor on a write or a skipped line of one product to set its price for that customer.".into(),
+            true,
+        ));
+        return;
+    };
+    let typed = setup
+        .settings
+        .sync
+        .price_overrides
+        .iter()
+        .find(|o| same_override(o, &tenant_id, &stock_code))
+        .map(|o| o.unit_price.normalize().to_string())
+        .unwrap_or_default();
+    s.popup = Some(Popup::Price {
+        tenant_id,
+        customer,
+        product,
+        stock_code,
+        typed,
+        problem: None,
+    });
+}
+
+/// Keys of the price popup: digits and `.`; Enter saves (empty: removes) and plans again.
+fn price_key(s: &mut State, setup: &mut Setup, key: KeyEvent) -> Vec<Effect> {
+    let Some(Popup::Price {
+        tenant_id,
+        customer,
+        stock_code,
+        typed,
+        problem,
+        ..
+    }) = &mut s.popup
+    else {
+        return Vec::new();
+    };
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    match key.code {
+        KeyCode::Esc => s.popup = None,
+        KeyCode::Backspace => {
+            typed.pop();
+            *problem = None;
+        }
+        KeyCode::Char('u') if ctrl => {
+            typed.clear();
+            *problem = None;
+        }
+        KeyCode::Char(c) if !ctrl && (c.is_ascii_digit() || c == '.') => {
+            if typed.len() < 12 {
+                typed.push(c);
+            }
+            *problem = None;
+        }
+        KeyCode::Char(_) => {
+            *problem = Some("Only digits and a decimal point, e.g. 34.55.".into());
+        }
+        KeyCode::Enter => {
+            let t = typed.trim().to_string();
+            let price = if t.is_empty() {
+                None
+            } else {
+                match t.parse::<Decimal>() {
+                    Ok(p) if p > Decimal::ZERO && p.scale() <= 4 => Some(p),
+                    _ => {
+                        *problem = Some(
+                            "Type the price per seat per month, e.g. 34.55 (more than 0, at most 4 decimal places); leave it empty to remove the override.".into(),
+                        );
+                        return Vec::new();
+                    }
+                }
+            };
+            let (tenant_id, customer, stock_code) =
+                (tenant_id.clone(), customer.clone(), stock_code.clone());
+            s.popup = None;
+            let list = &mut setup.settings.sync.price_overrides;
+            let had = list.len();
+            list.retain(|o| !same_override(o, &tenant_id, &stock_code));
+            let text = match price {
+                Some(unit_price) => {
+                    list.push(PriceOverride {
+                        tenant_id,
+                        stock_code: stock_code.clone(),
+                        unit_price,
+                    });
+                    format!(
+                        "{customer}: {stock_code} at {unit_price} a seat a month. Planning again…"
+                    )
+                }
+                None if list.len() < had => {
+                    format!(
+                        "{customer}: the price override of {stock_code} is removed. Planning again…"
+                    )
+                }
+                None => return Vec::new(),
+            };
+            let mut effects = vec![Effect::Save(Box::new(setup.clone()))];
+            effects.extend(start_plan(s, setup));
+            if s.note.as_ref().is_none_or(|(_, err)| !err) {
+                s.note = Some((text, false));
+            }
+            return effects;
+        }
+        _ => {}
+    }
+    Vec::new()
+}
+
 fn open_audit(s: &mut State) -> Vec<Effect> {
     s.audit = Some(AuditView {
         loading: true,
@@ -600,6 +763,7 @@ pub fn on_key(s: &mut State, setup: &mut Setup, key: KeyEvent) -> Vec<Effect> {
     }
     match s.popup {
         Some(Popup::Confirm { .. }) => return confirm_key(s, setup, key),
+        Some(Popup::Price { .. }) => return price_key(s, setup, key),
         Some(Popup::Cancel) => {
             return match key.code {
                 KeyCode::Enter | KeyCode::Char('y') | KeyCode::Char('Y') => cancel(s),
@@ -674,6 +838,7 @@ pub fn on_key(s: &mut State, setup: &mut Setup, key: KeyEvent) -> Vec<Effect> {
                     }
                 }
                 KeyCode::Char('a') => ask_apply(s, setup),
+                KeyCode::Char('$') => open_price(s, setup),
                 KeyCode::Char('r') => return start_plan(s, setup),
                 KeyCode::Char('b') => return change_style(s, setup, toggled_timing(style)),
                 KeyCode::Char('p') => return change_style(s, setup, toggled_prorate(style)),
@@ -861,6 +1026,12 @@ pub fn hints(s: &State) -> Vec<Hint> {
                 Hint::new("n/Esc", "keep going"),
             ];
         }
+        Some(Popup::Price { .. }) => {
+            return vec![
+                Hint::new("Enter", "save and plan again"),
+                Hint::new("Esc", "back"),
+            ];
+        }
         None => {}
     }
     if s.audit.is_some() {
@@ -887,6 +1058,7 @@ pub fn hints(s: &State) -> Vec<Hint> {
             h.push(Hint::new("a", "apply"));
             if matches!(s.current_row(), Some(Row::Write(_) | Row::Skipped(_))) {
                 h.push(Hint::new("Enter", "detail"));
+                h.push(Hint::new("$", "price"));
             }
             h.push(Hint::new("r", "re-plan"));
         }

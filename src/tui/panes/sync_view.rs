@@ -53,6 +53,21 @@ pub fn render(s: &State, setup: &Setup, theme: &Theme, frame: &mut Frame, area: 
             confirm(s, typed, problem.as_deref(), theme, frame, area)
         }
         Some(Popup::Cancel) => cancel_popup(theme, frame, area),
+        Some(Popup::Price {
+            customer,
+            product,
+            typed,
+            problem,
+            ..
+        }) => price_popup(
+            customer,
+            product,
+            typed,
+            problem.as_deref(),
+            theme,
+            frame,
+            area,
+        ),
         None => {}
     }
 }
@@ -821,6 +836,34 @@ fn confirm(
     }
     lines.extend(tail);
     popup("Apply the plan?", lines, theme, frame, area);
+}
+
+fn price_popup(
+    customer: &str,
+    product: &str,
+    typed: &str,
+    problem: Option<&str>,
+    theme: &Theme,
+    frame: &mut Frame,
+    area: Rect,
+) {
+    let mut lines = vec![
+        Line::from(Span::styled(customer.to_string(), theme.title())),
+        Line::from(product.to_string()),
+        Line::from(""),
+        Line::from(
+            "The sell price per seat per month for this customer only; it wins over the PSA catalogue. It prices new additions, new contract services and Xero lines (existing records keep theirs). Empty removes it.",
+        ),
+        Line::from(""),
+        Line::from(vec![
+            Span::styled("Price: ", theme.key()),
+            Span::raw(format!("{typed}▏")),
+        ]),
+    ];
+    if let Some(p) = problem {
+        lines.push(Line::from(Span::styled(p.to_string(), theme.error())));
+    }
+    popup("Price", lines, theme, frame, area);
 }
 
 fn cancel_popup(theme: &Theme, frame: &mut Frame, area: Rect) {
