@@ -41,6 +41,9 @@ pub const ALLOWED_USERS_SAVED: &str = "access.allowed_users_saved";
 pub const SYNC_WRITE: &str = "sync.write";
 /// An apply finished (details: psa, writes, done, already_done, failed, skipped, cancelled).
 pub const SYNC_APPLY: &str = "sync.apply";
+/// A mapping decision was saved in the Mapping view (details: decision, customers, products —
+/// the decisions saved in all, after the change).
+pub const MAPPING_CHANGED: &str = "mapping.changed";
 
 /// Who did it: the Entra object id and the sign-in name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -459,6 +462,12 @@ pub fn describe(e: &Event) -> String {
             } else {
                 ""
             }
+        ),
+        MAPPING_CHANGED => format!(
+            "{} ({} customer and {} product decision(s) saved in all)",
+            text_of(d, "decision"),
+            text_of(d, "customers"),
+            text_of(d, "products")
         ),
         ALLOWED_USERS_SAVED => {
             let n = |k: &str| d.get(k).and_then(Value::as_array).map_or(0, Vec::len);

@@ -1458,6 +1458,18 @@ fn m_opens_the_mapping_view_and_an_accepted_suggestion_is_saved_and_reconciled_a
             .any(|e| matches!(e, Effect::Reconcile(Cmd::Run { .. }))),
         "and the reconciliation runs again: {fx:?}"
     );
+    // Who decided what goes to the audit log.
+    let audited = fx.iter().find_map(|e| match e {
+        Effect::Audit(ev) if ev.action == cspsync::audit::MAPPING_CHANGED => Some(ev.clone()),
+        _ => None,
+    });
+    let audited = audited.unwrap_or_else(|| panic!("no audit record: {fx:?}"));
+    let line = cspsync::audit::describe(&audited);
+    assert!(line.contains("City Wealth"), "{line}");
+    assert!(
+        line.contains("1 customer and 0 product decision(s)"),
+        "{line}"
+    );
     let saved = &app.setup.settings.mapping.customers;
     assert_eq!(saved.len(), 1, "{saved:?}");
     assert_eq!(saved[0].tenant_id, tenant("Redgum Wealth"));

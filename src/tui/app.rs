@@ -170,6 +170,8 @@ pub enum Effect {
     RunReconcile,
     /// Persist `setup` (settings and secrets).
     Save(Box<Setup>),
+    /// Append a record to the audit log (a failure is logged, never shown as a save error).
+    Audit(Box<crate::audit::Event>),
 }
 
 impl App {

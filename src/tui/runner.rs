@@ -63,6 +63,7 @@ pub fn spawn(effect: Effect, svc: Arc<Services>, tx: Sender<Msg>) {
         Effect::Reconcile(c) => tokio::spawn(reconcile::run(c, svc, tx_task)),
         Effect::Sync(c) => tokio::spawn(sync::run(c, svc, tx_task)),
         Effect::Save(setup) => tokio::spawn(save(*setup, svc, tx_task)),
+        Effect::Audit(event) => tokio::spawn(audit(*event, svc)),
         // Handled by `app::update`; nothing to run.
         Effect::RunReconcile => return,
     };
@@ -78,6 +79,15 @@ pub fn spawn(effect: Effect, svc: Arc<Services>, tx: Sender<Msg>) {
                 .await;
         }
     });
+}
+
+async fn audit(event: crate::audit::Event, svc: Arc<Services>) {
+    let config = svc.config.clone();
+    match tokio::task::spawn_blocking(move || crate::audit::record(&config, &event)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("audit log: {e}"),
+        Err(e) => tracing::warn!("audit log: the task failed: {e}"),
+    }
 }
 
 async fn save(setup: Setup, svc: Arc<Services>, tx: Sender<Msg>) {

@@ -14,7 +14,7 @@
 //!
 //! Every decision is written into `setup.settings.mapping` (one per tenant or PSA product,
 //! replaced, never duplicated) and saved: [`on_key`] then returns [`Action::Changed`] with the
-//! `Save` effect, and whoever opened the view reconciles again and calls [`refresh`]. Until
+//! `Save` effect and an `Audit` record (`mapping.changed`: who decided what), and whoever opened the view reconciles again and calls [`refresh`]. Until
 //! then a saved decision shows as pending on its row. Only a person who may apply syncs
 //! (operators and the admin, `Access::may_apply_sync`) may change the mapping; viewers read.
 //!
@@ -683,11 +683,25 @@ fn gate(s: &mut State, setup: &Setup) -> bool {
 
 /// Save the changed settings.
 fn saved(s: &mut State, setup: &Setup, text: String) -> Action {
+    let m = &setup.settings.mapping;
+    // Who decided what, for the audit log (DESIGN.md §4: changes are recorded with who).
+    let event = crate::audit::Event::now(
+        crate::audit::Actor::signed_in(&setup.settings),
+        crate::audit::MAPPING_CHANGED,
+        serde_json::json!({
+            "decision": text,
+            "customers": m.customers.len(),
+            "products": m.products.len(),
+        }),
+    );
     s.note = Some((
         format!("{text} Saved; it applies from the next reconciliation."),
         false,
     ));
-    Action::Changed(vec![Effect::Save(Box::new(setup.clone()))])
+    Action::Changed(vec![
+        Effect::Save(Box::new(setup.clone())),
+        Effect::Audit(Box::new(event)),
+    ])
 }
 
 /// Nothing changed: say so.
