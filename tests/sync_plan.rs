@@ -1397,9 +1397,7 @@ fn exports_carry_the_documented_fields() {
 mod world {
     use super::*;
     use cspsync::api::connectwise::{BillCustomer, NewAddition, Reference};
-    use cspsync::api::xero::{
-        ContactRef, InvoiceStatus, InvoiceType, LineAmountTypes, NewInvoice, NewLineItem,
-    };
+    use cspsync::api::xero::NewInvoice;
     use cspsync::demo::{self, PsaKind};
     use cspsync::domain::PsaLink;
     use cspsync::engine::fetch::{self, FetchProgress, PsaClient, Sources};
@@ -1629,46 +1627,9 @@ mod world {
                     };
                     c.create_adjustment(&adj).await.unwrap();
                 }
-                (
-                    Op::XeroDraft {
-                        kind,
-                        contact_id,
-                        invoice_id,
-                        reference,
-                        date,
-                        due_date,
-                        lines,
-                    },
-                    PsaClient::Xero { .. },
-                ) => {
-                    let bill = *kind == XeroInvoiceKind::Bill;
-                    let inv = NewInvoice {
-                        invoice_id: invoice_id.clone(),
-                        invoice_type: if bill {
-                            InvoiceType::AccPay
-                        } else {
-                            InvoiceType::AccRec
-                        },
-                        contact: ContactRef::id(contact_id.clone()),
-                        date: Some(*date),
-                        due_date: Some(*due_date),
-                        line_amount_types: Some(LineAmountTypes::Exclusive),
-                        invoice_number: bill.then(|| reference.clone()),
-                        reference: (!bill).then(|| reference.clone()),
-                        currency_code: None,
-                        status: Some(InvoiceStatus::Draft),
-                        line_items: lines
-                            .iter()
-                            .map(|l| NewLineItem {
-                                description: l.description.clone(),
-                                quantity: l.quantity,
-                                unit_amount: l.unit_amount,
-                                item_code: l.item_code.clone(),
-                                account_code: Some(l.account_code.clone()),
-                                ..NewLineItem::default()
-                            })
-                            .collect(),
-                    };
+                // The wire body of a draft: the engine's one translation of the op (§7.6).
+                (op @ Op::XeroDraft { invoice_id, .. }, PsaClient::Xero { .. }) => {
+                    let inv = cspsync::engine::apply::new_invoice(op).unwrap();
                     if invoice_id.is_some() {
                         xero_updates.push(inv);
                     } else {
