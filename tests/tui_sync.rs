@@ -161,12 +161,14 @@ fn sample_plan() -> Plan {
             customer_tenant_id: tenant(4),
             customer_name: "Zenith Accounting".into(),
             product: "Power BI Pro".into(),
+            stock_code: Some("P1M:CFQ7TTC0L3PB:0001:1:".into()),
             reason: "no ConnectWise product for this stock code; map it in Reconcile".into(),
         },
         Skipped {
             customer_tenant_id: tenant(5),
             customer_name: "Koala Cafe".into(),
             product: "Microsoft 365 Business Basic".into(),
+            stock_code: None,
             reason: "the customer is not mapped to a ConnectWise company".into(),
         },
     ];
@@ -1731,4 +1733,28 @@ fn dollar_sets_a_customers_price_saves_it_and_plans_again() {
     let fx = send(&mut app, key(KeyCode::Enter));
     assert!(matches!(fx.first(), Some(Effect::Save(_))), "{fx:?}");
     assert!(app.setup.settings.sync.price_overrides.is_empty());
+
+    // A skipped line of one product takes a price too (the plan's stock code, not its label);
+    // one without a stock code says where to put the cursor.
+    let mut app = planned(setup(), sample_plan());
+    for (k, opens) in [(0, true), (1, false)] {
+        app.sync.cursor = app
+            .sync
+            .rows
+            .iter()
+            .position(|r| *r == Row::Skipped(k))
+            .unwrap();
+        send(&mut app, key(KeyCode::Char('$')));
+        match &app.sync.popup {
+            Some(Popup::Price { stock_code, .. }) => {
+                assert!(opens);
+                assert_eq!(stock_code, "P1M:CFQ7TTC0L3PB:0001:1:");
+            }
+            other => {
+                assert!(!opens, "{other:?}");
+                assert!(screen(&app, 120, 40).contains("Put the cursor on a write"));
+            }
+        }
+        send(&mut app, key(KeyCode::Esc));
+    }
 }

@@ -434,10 +434,26 @@ struct Out {
 
 impl Out {
     fn skip(&mut self, c: &Customer<'_>, product: String, reason: String) {
+        self.push_skip(c, product, None, reason);
+    }
+
+    /// A reconciliation line left alone: labelled with its product and stock code.
+    fn skip_line(&mut self, c: &Customer<'_>, l: &Line, reason: String) {
+        self.push_skip(c, line_label(l), l.stock_code.clone(), reason);
+    }
+
+    fn push_skip(
+        &mut self,
+        c: &Customer<'_>,
+        product: String,
+        stock_code: Option<String>,
+        reason: String,
+    ) {
         self.skipped.push(Skipped {
             customer_tenant_id: c.tenant_id.to_string(),
             customer_name: c.name.to_string(),
             product,
+            stock_code,
             reason,
         });
     }
@@ -487,9 +503,9 @@ where
                     .map(|s| format!(" (suggestion: {})", s.label))
                     .unwrap_or_default();
                 for l in c.lines.iter().filter(|l| target(l) > Decimal::ZERO) {
-                    out.skip(
+                    out.skip_line(
                         c,
-                        line_label(l),
+                        l,
                         format!(
                             "the customer is not linked to a {} in {}: map it first{hint}",
                             if api == Api::Xero {
@@ -624,7 +640,7 @@ impl<'a> ConnectWise<'a> {
             for l in &c.lines {
                 match verdict(l, Api::ConnectWise) {
                     Verdict::InLine => {}
-                    Verdict::Skip(reason) => out.skip(c, line_label(l), reason),
+                    Verdict::Skip(reason) => out.skip_line(c, l, reason),
                     Verdict::Sync { key, code, target } => {
                         self.line(c, *company, l, &key, &code, target, out);
                     }
@@ -697,9 +713,9 @@ impl<'a> ConnectWise<'a> {
         };
         if adds.is_empty() {
             let Some(agreement) = self.agreement_for(company) else {
-                out.skip(
+                out.skip_line(
                     c,
-                    line_label(l),
+                    l,
                     format!(
                         "{} has no open ConnectWise agreement: create an agreement for {} first",
                         c.name, c.name
@@ -708,9 +724,9 @@ impl<'a> ConnectWise<'a> {
                 return;
             };
             let Some(item) = self.item_for(key) else {
-                out.skip(
+                out.skip_line(
                     c,
-                    line_label(l),
+                    l,
                     format!(
                         "no ConnectWise catalog item carries {code}: set an item's vendorSku to it or map a product to it first"
                     ),
@@ -730,9 +746,9 @@ impl<'a> ConnectWise<'a> {
                 .map(|p| p * Decimal::from(months.max(1)))
                 .or(item.price);
             let Some(price) = price else {
-                out.skip(
+                out.skip_line(
                     c,
-                    line_label(l),
+                    l,
                     format!(
                         "ConnectWise catalog item {} has no price: set a price for it (or a price override for this customer) first",
                         item.id
@@ -945,7 +961,7 @@ impl<'a> Autotask<'a> {
             for l in &c.lines {
                 match verdict(l, Api::Autotask) {
                     Verdict::InLine => {}
-                    Verdict::Skip(reason) => out.skip(c, line_label(l), reason),
+                    Verdict::Skip(reason) => out.skip_line(c, l, reason),
                     Verdict::Sync { key, code, target } => {
                         self.line(c, *company, l, &key, &code, target, out);
                     }
@@ -1050,9 +1066,9 @@ impl<'a> Autotask<'a> {
         };
         if list.is_empty() {
             let Some(contract) = self.contract_for(company) else {
-                out.skip(
+                out.skip_line(
                     c,
-                    line_label(l),
+                    l,
                     format!(
                         "{} has no active Autotask Recurring Service contract: create one for {} first",
                         c.name, c.name
@@ -1061,9 +1077,9 @@ impl<'a> Autotask<'a> {
                 return;
             };
             let Some(service) = self.service_for(key) else {
-                out.skip(
+                out.skip_line(
                     c,
-                    line_label(l),
+                    l,
                     format!(
                         "no Autotask service carries {code}: set a service's sku to it or map a service to it first"
                     ),
@@ -1075,9 +1091,9 @@ impl<'a> Autotask<'a> {
                 .override_price(c.tenant_id, code)
                 .or(service.unit_price)
             else {
-                out.skip(
+                out.skip_line(
                     c,
-                    line_label(l),
+                    l,
                     format!(
                         "Autotask service {} has no unit price: set a price for it (or a price override for this customer) first",
                         service.id
@@ -1473,7 +1489,7 @@ impl<'a> XeroPlanner<'a> {
         // Lines the invoice carries: what Dicker Data bills, and (at 0) what the latest
         // invoice still charges that Dicker Data no longer bills.
         let mut needs = ours;
-        let mut held: Vec<(String, String)> = Vec::new();
+        let mut held: Vec<(&Line, String)> = Vec::new();
         let mut lines: Vec<(&Line, ProductKey, String)> = Vec::new();
         for l in &c.lines {
             match verdict(l, Api::Xero) {
@@ -1483,7 +1499,7 @@ impl<'a> XeroPlanner<'a> {
                         needs = true;
                     }
                     if target(l) > Decimal::ZERO || current(l) > Decimal::ZERO {
-                        held.push((line_label(l), reason));
+                        held.push((*l, reason));
                     }
                 }
                 Verdict::Sync { key, code, target } => {
@@ -1512,7 +1528,7 @@ impl<'a> XeroPlanner<'a> {
             let t = target(l);
             let Some(price) = self.sell_price(c.tenant_id, contact, key, code) else {
                 held.push((
-                    line_label(l),
+                    l,
                     format!(
                         "Xero has no earlier invoice line for {code} to take a price from: set a price override for this customer's {code} first"
                     ),
@@ -1557,7 +1573,7 @@ impl<'a> XeroPlanner<'a> {
                         account_code: self.setup.expense.clone(),
                     }),
                     None => held.push((
-                        line_label(l),
+                        l,
                         format!(
                             "no Dicker Data cost is known for {code} (neither the price list nor an earlier bill), so the bill is not drafted"
                         ),
@@ -1569,11 +1585,11 @@ impl<'a> XeroPlanner<'a> {
             // A partial invoice could be approved as it stands and under-charge the customer:
             // the whole invoice and bill wait until every line can be drafted.
             let period = self.ctx.period_start.format("%Y-%m");
-            let blockers: Vec<String> = held.iter().map(|h| h.0.clone()).collect();
-            for (product, reason) in held {
-                out.skip(
+            let blockers: Vec<String> = held.iter().map(|h| line_label(h.0)).collect();
+            for (l, reason) in held {
+                out.skip_line(
                     c,
-                    product,
+                    l,
                     format!(
                         "{reason} (the customer's Xero invoice for {period} is held until every line can be drafted)"
                     ),
@@ -1581,11 +1597,10 @@ impl<'a> XeroPlanner<'a> {
             }
             // The customer's other differences wait with it.
             for (l, _, _) in &lines {
-                let label = line_label(l);
-                if target(l) != current(l) && !blockers.contains(&label) {
-                    out.skip(
+                if target(l) != current(l) && !blockers.contains(&line_label(l)) {
+                    out.skip_line(
                         c,
-                        label,
+                        l,
                         format!(
                             "the customer's Xero invoice for {period} is held until {} can be drafted",
                             blockers.join(", ")

@@ -279,6 +279,9 @@ pub struct Skipped {
     pub customer_tenant_id: String,
     pub customer_name: String,
     pub product: String,
+    /// The line's Dicker Data stock code, when the skip is about one line of one product.
+    #[serde(default)]
+    pub stock_code: Option<String>,
     pub reason: String,
 }
 

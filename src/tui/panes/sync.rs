@@ -537,13 +537,6 @@ fn change_style(s: &mut State, setup: &mut Setup, style: BillingStyle) -> Vec<Ef
     vec![Effect::Save(Box::new(setup.clone()))]
 }
 
-/// The stock code at the end of a skipped line's product label (`Name (P1Y:…:1:)`).
-fn stock_code_in(label: &str) -> Option<String> {
-    let inner = label.trim_end().strip_suffix(')')?;
-    let code = &inner[inner.rfind('(')? + 1..];
-    crate::domain::ProductKey::from_stock_code(code)?.stock_code()
-}
-
 fn same_override(o: &PriceOverride, tenant_id: &str, stock_code: &str) -> bool {
     o.tenant_id.eq_ignore_ascii_case(tenant_id) && o.stock_code.eq_ignore_ascii_case(stock_code)
 }
@@ -574,7 +567,7 @@ fn open_price(s: &mut State, setup: &Setup) {
                 sk.customer_tenant_id.clone(),
                 sk.customer_name.clone(),
                 sk.product.clone(),
-                stock_code_in(&sk.product)?,
+                sk.stock_code.clone()?,
             ))
         }),
         _ => None,
